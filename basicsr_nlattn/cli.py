@@ -1,0 +1,116 @@
+"""The ``basicsr`` command: ``basicsr train`` and ``basicsr test`` run BasicSR's own pipelines with this plugin.
+
+basicsr 1.4.2 ships no console script, and its ``basicsr/train.py`` puts ``experiments/`` next to site-packages.
+Here every run writes ``experiments/``, ``results/`` and ``tb_logger/`` under the current working directory (or
+under ``path.experiments_root`` / ``path.results_root`` when the option file sets them). The flags are BasicSR's,
+with BasicSR's meaning; they are passed on to ``basicsr.utils.options.parse_options`` unchanged.
+"""
+import argparse
+import os
+import sys
+from typing import Callable, List, Optional
+
+COMMANDS = {
+    'train': 'train a network from an option file (BasicSR\'s train_pipeline)',
+    'test': 'test a trained network on the datasets of an option file (BasicSR\'s test_pipeline)',
+}
+
+
+def _add_pipeline_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument('-opt', required=True, metavar='FILE', help='path to the option YAML file')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm'],
+        default='none',
+        help='job launcher: none (one process), pytorch (under torchrun: one process per GPU, or gloo on CPU), '
+        'slurm (srun). Default: none')
+    if command == 'train':
+        parser.add_argument(
+            '--auto_resume',
+            action='store_true',
+            help='resume from the newest training state in <experiments_root>/training_states, if any')
+        parser.add_argument(
+            '--debug',
+            action='store_true',
+            help="prefix the experiment name with 'debug_', log every iteration, validate and save every 8")
+    parser.add_argument('--local_rank', type=int, default=0, help='set by old launchers; torchrun uses LOCAL_RANK')
+    parser.add_argument(
+        '--force_yml',
+        nargs='+',
+        default=None,
+        metavar='KEY=VALUE',
+        help='override options, nested keys joined by ":", e.g. train:total_iter=1000 val:val_freq=500')
+
+
+def build_parser(commands: Optional[List[str]] = None) -> argparse.ArgumentParser:
+    """The ``basicsr`` argument parser, with a subcommand for each name in ``commands`` (default: all)."""
+    parser = argparse.ArgumentParser(
+        prog='basicsr',
+        description='BasicSR with the basicsr_nlattn plugin (ENLCN, NLSN, CCLNN, PCL). Runs write experiments/, '
+        'results/ and tb_logger/ under the current directory.',
+        epilog='examples:\n  basicsr train -opt options/demo/train_demo_x4.yml\n'
+        '  torchrun --nproc_per_node=4 -m basicsr_nlattn.train -opt FILE --launcher pytorch\n'
+        '  basicsr test -opt options/test_ENLCN_x4.yml',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    for command in commands or list(COMMANDS):
+        subparser = subparsers.add_parser(command, help=COMMANDS[command], description=COMMANDS[command])
+        _add_pipeline_arguments(subparser, command)
+    return parser
+
+
+def _pipeline(command: str) -> Callable[[str], None]:
+    import basicsr_nlattn  # noqa: F401  (applies compat, registers our archs, losses and models)
+    if command == 'train':
+        from basicsr.train import train_pipeline
+        return train_pipeline
+    from basicsr.test import test_pipeline
+    return test_pipeline
+
+
+def run_pipeline(command: str, option_file: str, pipeline_argv: List[str]) -> int:
+    """Run BasicSR's train or test pipeline with ``pipeline_argv`` (BasicSR's flags) from the working directory.
+
+    Returns:
+        int: 0 on success, 2 when the option file is rejected before anything was written.
+    """
+    from basicsr_nlattn.utils.option_check import OptionError, load_option_file
+    try:
+        load_option_file(option_file)
+        pipeline = _pipeline(command)
+        saved_argv = sys.argv
+        sys.argv = [f'basicsr {command}'] + pipeline_argv
+        try:
+            pipeline(os.getcwd())
+        finally:
+            sys.argv = saved_argv
+    except OptionError as error:
+        sys.stderr.write(f'basicsr {command}: error: {error}\n')
+        return 2
+    return 0
+
+
+def _forwarded_argv(args: argparse.Namespace) -> List[str]:
+    argv = ['-opt', args.opt, '--launcher', args.launcher, '--local_rank', str(args.local_rank)]
+    for flag in ('auto_resume', 'debug'):
+        if getattr(args, flag, False):
+            argv.append(f'--{flag}')
+    if args.force_yml:
+        argv += ['--force_yml'] + args.force_yml
+    return argv
+
+
+def main(argv: Optional[List[str]] = None, commands: Optional[List[str]] = None) -> int:
+    """Entry point of ``basicsr`` (and, with ``commands=['train']``, of ``python -m basicsr_nlattn.train``)."""
+    parser = build_parser(commands)
+    args = parser.parse_args(argv)
+    return run_pipeline(args.command, args.opt, _forwarded_argv(args))
+
+
+def module_main(command: str) -> int:
+    """``python -m basicsr_nlattn.<command> -opt FILE ...``: the same as ``basicsr <command> -opt FILE ...``."""
+    return main([command] + sys.argv[1:], commands=[command])
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Fixes that basicsr 1.4.2 needs on today's torch, torchvision and CPU-only machines.
+
+Every fix is applied once, on ``import basicsr_nlattn``, and only where the installed versions need it. Each one is
+covered by a test in ``tests/test_compat.py`` that fails without it. basicsr 1.4.2 is the last release (sdist only),
+so these patches stay here instead of upstream.
+
+1. ``torchvision.transforms.functional_tensor`` was removed in torchvision 0.17; ``basicsr/data/degradations.py``
+   imports ``rgb_to_grayscale`` from it, so ``import basicsr`` fails. We register a module of that name that serves
+   the function from ``torchvision.transforms.functional``.
+2. ``basicsr.train.load_resume_state`` calls ``torch.cuda.current_device()`` (crashes without CUDA) and, with
+   ``--auto_resume``, looks for ``experiments/<name>/training_states`` relative to the working directory instead of
+   the experiment root of the option file.
+3. ``basicsr.utils.options.parse_options`` overwrites ``path.experiments_root`` / ``path.results_root`` given in the
+   option file, so an experiment cannot live outside ``<cwd>/experiments``. Our wrapper honours them and checks the
+   option file (registered types, dataset folders) before any folder is made or renamed.
+4. ``basicsr.utils.dist_util._init_dist_pytorch`` hard-codes NCCL and ``rank % torch.cuda.device_count()``
+   (ZeroDivisionError without CUDA); on a CPU-only machine we initialise gloo instead.
+5. ``BaseModel.model_to_device`` passes ``device_ids=[torch.cuda.current_device()]`` to DDP; a CPU module takes none.
+6. ``SRModel.dist_validation`` validates on rank 0 only with the DDP-wrapped net: a DDP forward broadcasts buffers
+   (a collective), which then pairs with another rank's training collectives. We validate with the bare network.
+"""
+import functools
+import importlib.util
+import os
+import sys
+import types
+from os import path as osp
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import torch
+
+_APPLIED: Dict[str, bool] = {}
+
+
+def _once(name: str) -> Callable[[Callable[[], bool]], Callable[[], bool]]:
+    """Run a patch function at most once per process; remember whether it changed anything."""
+
+    def decorator(patch: Callable[[], bool]) -> Callable[[], bool]:
+
+        @functools.wraps(patch)
+        def wrapper() -> bool:
+            if name not in _APPLIED:
+                _APPLIED[name] = patch()
+            return _APPLIED[name]
+
+        return wrapper
+
+    return decorator
+
+
+def needs_functional_tensor_module() -> bool:
+    """True when torchvision no longer ships ``torchvision.transforms.functional_tensor`` (torchvision >= 0.17)."""
+    if 'torchvision.transforms.functional_tensor' in sys.modules:
+        return False
+    return importlib.util.find_spec('torchvision.transforms.functional_tensor') is None
+
+
+@_once('functional_tensor')
+def provide_functional_tensor_module() -> bool:
+    """Fix 1: serve ``torchvision.transforms.functional_tensor.rgb_to_grayscale`` for ``import basicsr``."""
+    if not needs_functional_tensor_module():
+        return False
+    from torchvision.transforms import functional
+    module = types.ModuleType('torchvision.transforms.functional_tensor')
+    module.__doc__ = 'Stand-in registered by basicsr_nlattn.compat: the module was removed in torchvision 0.17.'
+    module.rgb_to_grayscale = functional.rgb_to_grayscale
+    sys.modules[module.__name__] = module
+    return True
+
+
+def _state_map_location(opt: Dict[str, Any]) -> torch.device:
+    if opt.get('num_gpu', 0) != 0 and torch.cuda.is_available():
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
+def latest_training_state(training_states_dir: str) -> Optional[str]:
+    """Path of the ``<iter>.state`` file with the highest iteration in a folder, or None when there is none."""
+    if not osp.isdir(training_states_dir):
+        return None
+    iterations = [int(name[:-len('.state')]) for name in os.listdir(training_states_dir)
+                  if name.endswith('.state') and name[:-len('.state')].isdigit()]
+    if not iterations:
+        return None
+    return osp.join(training_states_dir, f'{max(iterations)}.state')
+
+
+def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Fix 2: ``basicsr.train.load_resume_state`` that works on the CPU and finds states under the experiment root.
+
+    With ``opt['auto_resume']`` the newest ``<iter>.state`` in ``opt['path']['training_states']`` is used (that
+    folder is derived from the experiment root, whatever the working directory); otherwise
+    ``path.resume_state`` when set. Training states are written by this training code (optimizer and scheduler
+    states, whose ``Counter`` milestones the weights-only unpickler rejects), so they are loaded with full unpickling.
+    """
+    from basicsr.utils import check_resume
+    if opt['auto_resume']:
+        resume_state_path = latest_training_state(opt['path']['training_states'])
+        if resume_state_path is not None:
+            opt['path']['resume_state'] = resume_state_path
+    else:
+        resume_state_path = opt['path'].get('resume_state')
+    if resume_state_path is None:
+        return None
+    resume_state = torch.load(resume_state_path, map_location=_state_map_location(opt), weights_only=False)
+    check_resume(opt, resume_state['iter'])
+    return resume_state
+
+
+@_once('load_resume_state')
+def patch_load_resume_state() -> bool:
+    import basicsr.train
+    basicsr.train.load_resume_state = load_resume_state
+    return True
+
+
+def _user_root(option_file: str, phase_key: str) -> Optional[str]:
+    from basicsr_nlattn.utils.option_check import load_option_file
+    path_opt = load_option_file(option_file).get('path') or {}
+    root = path_opt.get(phase_key)
+    return None if root is None else osp.abspath(osp.expanduser(root))
+
+
+def _with_user_roots(parse_options: Callable[..., Tuple[Dict[str, Any], Any]]) -> Callable[..., Tuple[Dict, Any]]:
+    """Fix 3: wrap ``parse_options`` so that ``path.experiments_root`` / ``path.results_root`` are honoured."""
+
+    @functools.wraps(parse_options)
+    def parse_options_with_user_roots(root_path: str, is_train: bool = True) -> Tuple[Dict[str, Any], Any]:
+        from basicsr_nlattn.utils.option_check import check_options
+        opt, args = parse_options(root_path, is_train=is_train)
+        path_opt = opt['path']
+        if is_train:
+            experiments_root = _user_root(args.opt, 'experiments_root')
+            if experiments_root is not None:
+                path_opt['experiments_root'] = experiments_root
+                path_opt['models'] = osp.join(experiments_root, 'models')
+                path_opt['training_states'] = osp.join(experiments_root, 'training_states')
+                path_opt['log'] = experiments_root
+                path_opt['visualization'] = osp.join(experiments_root, 'visualization')
+        else:
+            results_root = _user_root(args.opt, 'results_root')
+            if results_root is not None:
+                path_opt['results_root'] = results_root
+                path_opt['log'] = results_root
+                path_opt['visualization'] = osp.join(results_root, 'visualization')
+        check_options(opt)
+        if opt['dist']:
+            # BasicSR prints 'Disable distributed.' for one process; each rank of a launch says who it is, before
+            # the logger exists (BasicSR's root logger is silent on ranks other than 0).
+            backend = torch.distributed.get_backend()
+            print(f"Distributed: rank {opt['rank']} of world size {opt['world_size']} ({backend}).", flush=True)
+        return opt, args
+
+    parse_options_with_user_roots.wrapped_by_basicsr_nlattn = True
+    return parse_options_with_user_roots
+
+
+@_once('parse_options')
+def patch_parse_options() -> bool:
+    import basicsr.test
+    import basicsr.train
+    import basicsr.utils.options
+    wrapped = _with_user_roots(basicsr.utils.options.parse_options)
+    for module in (basicsr.utils.options, basicsr.train, basicsr.test):
+        module.parse_options = wrapped
+    return True
+
+
+@_once('init_dist_pytorch')
+def patch_init_dist_pytorch() -> bool:
+    """Fix 4: ``--launcher pytorch`` without CUDA initialises gloo (torchrun sets RANK, WORLD_SIZE, MASTER_*)."""
+    import basicsr.utils.dist_util as dist_util
+    original = dist_util._init_dist_pytorch
+
+    def init_dist_pytorch(backend: str, **kwargs: Any) -> None:
+        if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+            original(backend, **kwargs)
+        else:
+            torch.distributed.init_process_group(backend='gloo', **kwargs)
+
+    dist_util._init_dist_pytorch = init_dist_pytorch
+    return True
+
+
+@_once('model_to_device')
+def patch_model_to_device() -> bool:
+    """Fix 5: DDP over a CPU module gets no ``device_ids``."""
+    from basicsr.models.base_model import BaseModel
+    from torch.nn.parallel import DistributedDataParallel
+    original = BaseModel.model_to_device
+
+    def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
+        if self.device.type == 'cuda' or not self.opt['dist']:
+            return original(self, net)
+        return DistributedDataParallel(
+            net.to(self.device), find_unused_parameters=self.opt.get('find_unused_parameters', False))
+
+    BaseModel.model_to_device = model_to_device
+    return True
+
+
+@_once('dist_validation')
+def patch_dist_validation() -> bool:
+    """Fix 6: rank-0 validation runs the bare network, so it issues no DDP collective."""
+    from basicsr.models.sr_model import SRModel
+    original = SRModel.dist_validation
+
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:
+        wrapped = self.net_g
+        self.net_g = self.get_bare_model(wrapped)
+        try:
+            original(self, dataloader, current_iter, tb_logger, save_img)
+        finally:
+            self.net_g = wrapped
+
+    SRModel.dist_validation = dist_validation
+    return True
+
+
+def apply() -> Dict[str, bool]:
+    """Apply every fix (idempotent). Returns, per fix, whether it changed anything in this process."""
+    provide_functional_tensor_module()
+    patch_load_resume_state()
+    patch_parse_options()
+    patch_init_dist_pytorch()
+    patch_model_to_device()
+    patch_dist_validation()
+    return dict(_APPLIED)

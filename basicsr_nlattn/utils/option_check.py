@@ -1,0 +1,103 @@
+"""Checks of an option file that BasicSR would only fail on deep inside training (or after renaming folders).
+
+``check_options`` runs right after BasicSR has parsed the option file and before any experiment folder is made,
+renamed or written, so bad input costs nothing: the message names the option key, the value and what is allowed.
+"""
+import difflib
+from os import path as osp
+from typing import Any, Dict, Iterator, List, Tuple
+
+import yaml
+
+
+class OptionError(ValueError):
+    """An option file that cannot work; the message starts with the option key."""
+
+
+def load_option_file(option_file: str) -> Dict[str, Any]:
+    """Read an option YAML file as BasicSR does; a missing, unreadable or non-mapping file raises OptionError."""
+    from basicsr.utils.options import ordered_yaml
+    if not osp.isfile(option_file):
+        raise OptionError(f"-opt: option file '{option_file}' does not exist")
+    try:
+        with open(option_file, encoding='utf-8') as file:
+            opt = yaml.load(file, Loader=ordered_yaml()[0])
+    except yaml.YAMLError as error:
+        raise OptionError(f"-opt: option file '{option_file}' is not valid YAML: {error}") from error
+    if not isinstance(opt, dict):
+        raise OptionError(f"-opt: option file '{option_file}' must hold a mapping of options, got {type(opt).__name__}")
+    return opt
+
+
+def _registries() -> Dict[str, Any]:
+    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+    return {
+        'arch': ARCH_REGISTRY,
+        'dataset': DATASET_REGISTRY,
+        'loss': LOSS_REGISTRY,
+        'metric': METRIC_REGISTRY,
+        'model': MODEL_REGISTRY
+    }
+
+
+def _check_registered(key: str, name: Any, kind: str) -> None:
+    registry = _registries()[kind]
+    if isinstance(name, str) and name in registry:
+        return
+    known = sorted(registry.keys())
+    close = difflib.get_close_matches(str(name), known, n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ''
+    raise OptionError(f"{key}: unknown {kind} type '{name}'.{hint} Registered {kind} types: {', '.join(known)}")
+
+
+def _typed_entries(opt: Dict[str, Any]) -> Iterator[Tuple[str, Any, str]]:
+    """(key, type name, registry kind) for every option that names a registered class."""
+    yield 'model_type', opt.get('model_type'), 'model'
+    for key, value in opt.items():
+        if key.startswith('network_') and isinstance(value, dict):
+            yield f'{key}.type', value.get('type'), 'arch'
+    for phase, dataset_opt in (opt.get('datasets') or {}).items():
+        yield f'datasets.{phase}.type', dataset_opt.get('type'), 'dataset'
+    for key, value in (opt.get('train') or {}).items():
+        entries: List[Any] = value if isinstance(value, list) else [value]
+        for index, entry in enumerate(entries):
+            if key.endswith('_opt') and isinstance(entry, dict) and 'type' in entry:
+                suffix = f'[{index}]' if isinstance(value, list) else ''
+                yield f'train.{key}{suffix}.type', entry['type'], 'loss'
+    for name, metric_opt in ((opt.get('val') or {}).get('metrics') or {}).items():
+        yield f'val.metrics.{name}.type', metric_opt.get('type'), 'metric'
+
+
+def _check_paths(opt: Dict[str, Any]) -> None:
+    for phase, dataset_opt in (opt.get('datasets') or {}).items():
+        for key in ('dataroot_gt', 'dataroot_lq'):
+            folder = dataset_opt.get(key)
+            if folder is not None and not osp.exists(folder):
+                raise OptionError(f"datasets.{phase}.{key}: folder '{folder}' does not exist "
+                                  f'(relative paths are read from {osp.abspath(".")})')
+        meta_info_file = dataset_opt.get('meta_info_file')
+        if meta_info_file is not None and not osp.isfile(meta_info_file):
+            raise OptionError(f"datasets.{phase}.meta_info_file: file '{meta_info_file}' does not exist")
+    for key, value in (opt.get('path') or {}).items():
+        if key.startswith('pretrain_network') and value is not None and not osp.isfile(value):
+            raise OptionError(f"path.{key}: checkpoint '{value}' does not exist")
+    resume_state = (opt.get('path') or {}).get('resume_state')
+    if resume_state is not None and not opt.get('auto_resume') and not osp.isfile(resume_state):
+        raise OptionError(f"path.resume_state: training state '{resume_state}' does not exist")
+
+
+def check_options(opt: Dict[str, Any]) -> None:
+    """Raise OptionError for the first option that cannot work.
+
+    Checked: ``name``; ``model_type``, every ``network_*.type``, ``datasets.*.type``, ``train.*_opt.type`` and
+    ``val.metrics.*.type`` are registered (the message lists the registered names); dataset folders,
+    ``meta_info_file``, ``path.pretrain_network_*`` and ``path.resume_state`` exist.
+
+    Args:
+        opt (dict): The option dictionary after BasicSR's ``parse_options``.
+    """
+    if not opt.get('name'):
+        raise OptionError('name: every option file needs a name (it names the experiment folder)')
+    for key, name, kind in _typed_entries(opt):
+        _check_registered(key, name, kind)
+    _check_paths(opt)

@@ -1,0 +1,111 @@
+"""Shared fixtures: the demo data (made once per session, x4 only), tiny variants of the demo option, and runners
+for the real ``basicsr`` command and ``torchrun``."""
+import copy
+import os
+import re
+import socket
+import subprocess
+import sys
+from os import path as osp
+from typing import Any, Dict, List, Optional
+
+import pytest
+import yaml
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_OPTION = osp.join(REPO_ROOT, 'options', 'demo', 'train_demo_x4.yml')
+BIN_DIR = osp.dirname(sys.executable)
+
+
+@pytest.fixture(scope='session')
+def demo_data_root(tmp_path_factory) -> str:
+    """A working directory holding ``datasets/demo`` made by ``scripts/make_demo_data.py`` (scale 4)."""
+    root = tmp_path_factory.mktemp('demo_workdir')
+    subprocess.run([
+        sys.executable,
+        osp.join(REPO_ROOT, 'scripts', 'make_demo_data.py'), '--output',
+        str(root / 'datasets' / 'demo'), '--scales', '4'
+    ],
+                   check=True,
+                   capture_output=True)
+    return str(root)
+
+
+def load_yaml(path: str) -> Dict[str, Any]:
+    with open(path, encoding='utf-8') as file:
+        return yaml.safe_load(file)
+
+
+def tiny_demo_option(name: str, total_iter: int = 40, **overrides: Any) -> Dict[str, Any]:
+    """The demo option with a tiny EDSR and small batches, so that a run takes seconds on two CPU cores.
+
+    ``overrides`` are ``section__key=value`` pairs, e.g. ``logger__save_checkpoint_freq=20``.
+    """
+    opt = copy.deepcopy(load_yaml(DEMO_OPTION))
+    opt['name'] = name
+    opt['network_g'].update(num_feat=16, num_block=2)
+    opt['datasets']['train'].update(batch_size_per_gpu=4, gt_size=64, dataset_enlarge_ratio=200)
+    opt['train']['total_iter'] = total_iter
+    opt['train']['scheduler']['milestones'] = [total_iter * 10]
+    opt['val']['val_freq'] = total_iter
+    opt['logger'].update(print_freq=10, save_checkpoint_freq=total_iter)
+    for key, value in overrides.items():
+        section, option = key.split('__')
+        opt[section][option] = value
+    return opt
+
+
+def write_option(opt: Dict[str, Any], folder: str, filename: str = 'option.yml') -> str:
+    path = osp.join(folder, filename)
+    with open(path, 'w', encoding='utf-8') as file:
+        yaml.safe_dump(opt, file, sort_keys=False)
+    return path
+
+
+def subprocess_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1', CUDA_VISIBLE_DEVICES='')
+    return env
+
+
+def basicsr_command() -> List[str]:
+    """The installed console script (``pip install -e .`` puts it beside the interpreter)."""
+    script = osp.join(BIN_DIR, 'basicsr')
+    assert osp.isfile(script), f'the basicsr console script is not installed next to {sys.executable}'
+    return [script]
+
+
+def run_basicsr(args: List[str], cwd: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        basicsr_command() + args, cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_command(nproc: int, module: str, args: List[str]) -> List[str]:
+    return [
+        osp.join(BIN_DIR, 'torchrun'), f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1',
+        f'--master_port={free_port()}', '-m', module
+    ] + args
+
+
+def experiment_log(experiments_root: str, phase: str = 'train') -> str:
+    """Text of the (newest) BasicSR log file of an experiment folder."""
+    logs = sorted(name for name in os.listdir(experiments_root) if name.startswith(phase) and name.endswith('.log'))
+    assert logs, f'no {phase} log in {experiments_root}: {os.listdir(experiments_root)}'
+    with open(osp.join(experiments_root, logs[-1]), encoding='utf-8') as file:
+        return file.read()
+
+
+def validation_psnrs(log_text: str) -> List[float]:
+    """The ``# psnr:`` values that BasicSR's validation logs, in order."""
+    return [float(value) for value in re.findall(r'# psnr: ([0-9.]+)', log_text)]
+
+
+def check_ok(result: subprocess.CompletedProcess, what: Optional[str] = None) -> None:
+    assert result.returncode == 0, f'{what or result.args} failed ({result.returncode}):\n{result.stdout[-4000:]}' \
+        f'\n{result.stderr[-4000:]}'

@@ -1,0 +1,112 @@
+"""End-to-end runs of the real ``basicsr`` command and ``torchrun`` on the demo data (CPU)."""
+import os
+import signal
+import subprocess
+import time
+from os import path as osp
+
+from conftest import (basicsr_command, check_ok, experiment_log, run_basicsr, subprocess_env, tiny_demo_option,
+                      torchrun_command, validation_psnrs, write_option)
+
+
+def test_demo_option_trains_and_validation_psnr_rises(demo_data_root, tmp_path):
+    opt = tiny_demo_option('psnr_rises', total_iter=240, val__val_freq=60, logger__save_checkpoint_freq=1000)
+    opt['train']['optim_g']['lr'] = 1e-3
+    result = run_basicsr(['train', '-opt', write_option(opt, str(tmp_path))], cwd=demo_data_root)
+    check_ok(result)
+    experiments_root = osp.join(demo_data_root, 'experiments', 'psnr_rises')
+    psnrs = validation_psnrs(experiment_log(experiments_root))
+    # validations at 60, 120, 180, 240 and once more after the last iteration
+    assert len(psnrs) == 5, psnrs
+    assert psnrs[-1] > psnrs[0] + 0.3, f'validation PSNR did not rise over the run: {psnrs}'
+    assert osp.isfile(osp.join(experiments_root, 'models', 'net_g_latest.pth'))
+    assert not osp.exists(osp.join(os.path.dirname(basicsr_command()[0]), 'experiments'))
+
+
+def _kill_after_first_checkpoint(command, cwd, training_states, timeout=300):
+    """Start a training process and SIGKILL it once its first training state is completely written."""
+    process = subprocess.Popen(command, cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            assert process.poll() is None, f'training ended before its first checkpoint:\n{process.stdout.read()}'
+            states = os.listdir(training_states) if osp.isdir(training_states) else []
+            if states:
+                state = osp.join(training_states, states[0])
+                size = osp.getsize(state)
+                time.sleep(0.3)
+                if size > 0 and osp.getsize(state) == size:
+                    break
+            time.sleep(0.1)
+        else:
+            raise AssertionError('no training state was written in time')
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    return sorted(int(name.split('.')[0]) for name in os.listdir(training_states))
+
+
+def _check_resumed(result, experiments_root, killed_at, total_iter):
+    check_ok(result)
+    log = experiment_log(experiments_root)
+    assert f'Resuming training from epoch: ' in log
+    assert f'iter: {killed_at}.' in log
+    assert f'Start training from epoch: ' in log and 'iter: 0\n' not in log.split('Start training')[1][:60]
+    iterations = [int(line.split('iter:')[1].split(',')[0]) for line in log.splitlines() if '[epoch:' in line]
+    assert iterations and iterations[0] > killed_at and iterations[-1] == total_iter, iterations
+    assert osp.isfile(osp.join(experiments_root, 'models', f'net_g_{total_iter}.pth'))
+
+
+def test_auto_resume_continues_from_the_killed_run(demo_data_root, tmp_path):
+    opt = tiny_demo_option('resume_cwd', total_iter=2000, logger__save_checkpoint_freq=40, val__val_freq=10000)
+    option_file = write_option(opt, str(tmp_path))
+    experiments_root = osp.join(demo_data_root, 'experiments', 'resume_cwd')
+    states = _kill_after_first_checkpoint(basicsr_command() + ['train', '-opt', option_file], demo_data_root,
+                                          osp.join(experiments_root, 'training_states'))
+    killed_at = states[-1]
+    assert killed_at >= 40
+    total_iter = killed_at + 40
+    result = run_basicsr(
+        ['train', '-opt', option_file, '--auto_resume', '--force_yml', f'train:total_iter={total_iter}'],
+        cwd=demo_data_root)
+    _check_resumed(result, experiments_root, killed_at, total_iter)
+
+
+def test_auto_resume_from_another_directory_with_experiments_root(demo_data_root, tmp_path):
+    experiments_root = str(tmp_path / 'runs' / 'resume_elsewhere')
+    opt = tiny_demo_option('resume_elsewhere', total_iter=2000, logger__save_checkpoint_freq=40,
+                           val__val_freq=10000)
+    opt['path']['experiments_root'] = experiments_root
+    for phase in ('train', 'val'):
+        for key in ('dataroot_gt', 'dataroot_lq'):
+            opt['datasets'][phase][key] = osp.join(demo_data_root, opt['datasets'][phase][key])
+    option_file = write_option(opt, str(tmp_path))
+    first_cwd, second_cwd = tmp_path / 'first', tmp_path / 'second'
+    first_cwd.mkdir()
+    second_cwd.mkdir()
+    states = _kill_after_first_checkpoint(basicsr_command() + ['train', '-opt', option_file], str(first_cwd),
+                                          osp.join(experiments_root, 'training_states'))
+    killed_at = states[-1]
+    total_iter = killed_at + 40
+    result = run_basicsr(
+        ['train', '-opt', option_file, '--auto_resume', '--force_yml', f'train:total_iter={total_iter}'],
+        cwd=str(second_cwd))
+    _check_resumed(result, experiments_root, killed_at, total_iter)
+    assert not osp.exists(second_cwd / 'experiments') and not osp.exists(first_cwd / 'experiments')
+
+
+def test_torchrun_two_cpu_processes_train_and_validate(demo_data_root, tmp_path):
+    opt = tiny_demo_option('torchrun_demo', total_iter=30, val__val_freq=10, logger__save_checkpoint_freq=10)
+    option_file = write_option(opt, str(tmp_path))
+    command = torchrun_command(2, 'basicsr_nlattn.train', ['-opt', option_file, '--launcher', 'pytorch'])
+    result = subprocess.run(command, cwd=demo_data_root, env=subprocess_env(), capture_output=True, text=True,
+                            timeout=600)
+    check_ok(result, 'torchrun')
+    for rank in (0, 1):
+        assert f'Distributed: rank {rank} of world size 2 (gloo).' in result.stdout
+    experiments_root = osp.join(demo_data_root, 'experiments', 'torchrun_demo')
+    log = experiment_log(experiments_root)
+    assert 'World size (gpu number): 2' in log
+    assert len(validation_psnrs(log)) == 4  # at 10, 20, 30 and after the last iteration
+    assert osp.isfile(osp.join(experiments_root, 'models', 'net_g_30.pth'))
