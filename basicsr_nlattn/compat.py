@@ -90,8 +90,8 @@ def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
 
     With ``opt['auto_resume']`` the newest ``<iter>.state`` in ``opt['path']['training_states']`` is used (that
     folder is derived from the experiment root, whatever the working directory); otherwise
-    ``path.resume_state`` when set. Training states are written by this training code (optimizer and scheduler
-    states, whose ``Counter`` milestones the weights-only unpickler rejects), so they are loaded with full unpickling.
+    ``path.resume_state`` when set. States are loaded with ``weights_only=True`` (tensors and plain containers:
+    optimizer and scheduler states), onto the CPU unless the option trains on a GPU.
     """
     from basicsr.utils import check_resume
     if opt['auto_resume']:
@@ -102,7 +102,7 @@ def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         resume_state_path = opt['path'].get('resume_state')
     if resume_state_path is None:
         return None
-    resume_state = torch.load(resume_state_path, map_location=_state_map_location(opt), weights_only=False)
+    resume_state = torch.load(resume_state_path, map_location=_state_map_location(opt), weights_only=True)
     check_resume(opt, resume_state['iter'])
     return resume_state
 

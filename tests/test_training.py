@@ -110,3 +110,20 @@ def test_torchrun_two_cpu_processes_train_and_validate(demo_data_root, tmp_path)
     assert 'World size (gpu number): 2' in log
     assert len(validation_psnrs(log)) == 4  # at 10, 20, 30 and after the last iteration
     assert osp.isfile(osp.join(experiments_root, 'models', 'net_g_30.pth'))
+
+
+def test_torchrun_rank0_validation_of_a_network_with_buffers(demo_data_root, tmp_path):
+    """SwinIR keeps buffers (relative position index, attention mask). Validating its DDP wrapper on rank 0 only
+    broadcasts those buffers in a collective the other rank never joins: basicsr 1.4.2 then dies with 'Connection
+    closed by peer' (compat fix 6). Validating the bare network keeps the ranks in step."""
+    opt = tiny_demo_option('torchrun_swinir', total_iter=20, val__val_freq=5, logger__save_checkpoint_freq=100)
+    opt['network_g'] = dict(
+        type='SwinIR', upscale=4, in_chans=3, img_size=16, window_size=4, img_range=1., depths=[1], embed_dim=12,
+        num_heads=[2], mlp_ratio=2, upsampler='pixelshuffledirect', resi_connection='1conv')
+    option_file = write_option(opt, str(tmp_path))
+    command = torchrun_command(2, 'basicsr_nlattn.train', ['-opt', option_file, '--launcher', 'pytorch'])
+    result = subprocess.run(command, cwd=demo_data_root, env=subprocess_env(), capture_output=True, text=True,
+                            timeout=600)
+    check_ok(result, 'torchrun')
+    log = experiment_log(osp.join(demo_data_root, 'experiments', 'torchrun_swinir'))
+    assert len(validation_psnrs(log)) == 5  # at 5, 10, 15, 20 and after the last iteration

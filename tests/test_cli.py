@@ -1,0 +1,105 @@
+"""The ``basicsr`` command: help, and bad input rejected before anything is written."""
+import os
+import subprocess
+import sys
+from os import path as osp
+
+import pytest
+
+from conftest import REPO_ROOT, check_ok, run_basicsr, subprocess_env, tiny_demo_option, write_option
+
+
+def test_help_explains_commands_and_flags(tmp_path):
+    top = run_basicsr(['--help'], cwd=str(tmp_path))
+    check_ok(top)
+    assert 'train' in top.stdout and 'test' in top.stdout and 'torchrun' in top.stdout
+    train = run_basicsr(['train', '--help'], cwd=str(tmp_path))
+    check_ok(train)
+    for flag in ('-opt', '--launcher', '--auto_resume', '--debug', '--force_yml', 'none,pytorch,slurm'):
+        assert flag in train.stdout
+    test = run_basicsr(['test', '--help'], cwd=str(tmp_path))
+    check_ok(test)
+    assert '--auto_resume' not in test.stdout
+
+
+def test_module_entry_points_take_the_same_flags(tmp_path):
+    for module in ('basicsr_nlattn.train', 'basicsr_nlattn.test'):
+        result = subprocess.run([sys.executable, '-m', module, '--help'], cwd=str(tmp_path), env=subprocess_env(),
+                                capture_output=True, text=True)
+        check_ok(result)
+        assert '-opt FILE' in result.stdout and '--launcher' in result.stdout
+
+
+def test_missing_option_file(tmp_path):
+    result = run_basicsr(['train', '-opt', 'no_such_option.yml'], cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert "-opt: option file 'no_such_option.yml' does not exist" in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_option_file_that_is_not_yaml(tmp_path):
+    (tmp_path / 'broken.yml').write_text('name: [unclosed\n')
+    result = run_basicsr(['test', '-opt', 'broken.yml'], cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert "-opt: option file 'broken.yml' is not valid YAML" in result.stderr
+
+
+def _existing_experiment(workdir, name):
+    folder = workdir / 'experiments' / name
+    folder.mkdir(parents=True)
+    (folder / 'net_g_1000.pth').write_text('precious')
+    return folder
+
+
+@pytest.mark.parametrize('section, key, value, expected', [
+    ('network_g', 'type', 'EDSRR', "network_g.type: unknown arch type 'EDSRR'. Did you mean 'EDSR'"),
+    (None, 'model_type', 'SRModle', "model_type: unknown model type 'SRModle'. Did you mean 'SRModel'"),
+    ('train', 'pixel_opt', {'type': 'L1', 'loss_weight': 1.0}, "train.pixel_opt.type: unknown loss type 'L1'"),
+])
+def test_unknown_type_is_named_before_training(demo_data_root, tmp_path, section, key, value, expected):
+    opt = tiny_demo_option('bad_type')
+    if section is None:
+        opt[key] = value
+    else:
+        opt[section][key] = value
+    workdir = tmp_path / 'work'
+    workdir.mkdir()
+    os.symlink(osp.join(demo_data_root, 'datasets'), workdir / 'datasets')
+    experiment = _existing_experiment(workdir, 'bad_type')
+    result = run_basicsr(['train', '-opt', write_option(opt, str(tmp_path))], cwd=str(workdir))
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert 'Registered' in result.stderr and 'Traceback' not in result.stderr
+    assert (experiment / 'net_g_1000.pth').read_text() == 'precious'
+    assert sorted(os.listdir(workdir / 'experiments')) == ['bad_type']
+
+
+def test_missing_dataset_folder_is_named(tmp_path):
+    opt = tiny_demo_option('no_data')
+    workdir = tmp_path / 'work'
+    workdir.mkdir()
+    experiment = _existing_experiment(workdir, 'no_data')
+    result = run_basicsr(['train', '-opt', write_option(opt, str(tmp_path))], cwd=str(workdir))
+    assert result.returncode == 2
+    assert "datasets.train.dataroot_gt: folder 'datasets/demo/train/HR.lmdb' does not exist" in result.stderr
+    assert (experiment / 'net_g_1000.pth').read_text() == 'precious'
+    assert sorted(os.listdir(workdir)) == ['experiments']
+
+
+def test_rerun_archives_an_existing_experiment_instead_of_deleting_it(demo_data_root, tmp_path):
+    workdir = tmp_path / 'work'
+    workdir.mkdir()
+    os.symlink(osp.join(demo_data_root, 'datasets'), workdir / 'datasets')
+    _existing_experiment(workdir, 'rerun')
+    opt = tiny_demo_option('rerun', total_iter=2)
+    check_ok(run_basicsr(['train', '-opt', write_option(opt, str(tmp_path))], cwd=str(workdir)))
+    archived = [name for name in os.listdir(workdir / 'experiments') if name.startswith('rerun_archived_')]
+    assert len(archived) == 1
+    assert (workdir / 'experiments' / archived[0] / 'net_g_1000.pth').read_text() == 'precious'
+    assert (workdir / 'experiments' / 'rerun' / 'models' / 'net_g_latest.pth').is_file()
+
+
+def test_repository_has_no_stray_run_folders():
+    for folder in ('experiments', 'results', 'tb_logger'):
+        assert not osp.exists(osp.join(REPO_ROOT, 'basicsr_nlattn', folder))

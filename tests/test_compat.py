@@ -1,0 +1,80 @@
+"""Each fix of basicsr_nlattn.compat, shown to be needed and shown to work. The CPU launch, resume and rank-0
+validation fixes are exercised end to end in test_training.py (real torchrun and killed processes)."""
+import subprocess
+import sys
+
+import pytest
+import torch
+from packaging.version import Version
+
+import basicsr_nlattn
+from basicsr_nlattn import compat
+from conftest import subprocess_env
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-c', code], env=subprocess_env(), capture_output=True, text=True)
+
+
+@pytest.mark.skipif(
+    Version(__import__('torchvision').__version__).release < (0, 17), reason='functional_tensor exists before 0.17')
+def test_import_basicsr_needs_the_functional_tensor_module():
+    without = _python('import basicsr')
+    assert without.returncode != 0 and 'functional_tensor' in without.stderr
+    with_fix = _python('import basicsr_nlattn, basicsr.data.degradations')
+    assert with_fix.returncode == 0, with_fix.stderr
+
+
+def test_functional_tensor_stand_in_is_torchvisions_grayscale():
+    from torchvision.transforms import functional
+    from torchvision.transforms.functional_tensor import rgb_to_grayscale
+    image = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(rgb_to_grayscale(image, 3), functional.rgb_to_grayscale(image, 3), rtol=0, atol=0)
+
+
+def test_apply_is_idempotent_and_reports_every_fix():
+    first = compat.apply()
+    assert compat.apply() == first
+    assert set(first) == {
+        'functional_tensor', 'load_resume_state', 'parse_options', 'init_dist_pytorch', 'model_to_device',
+        'dist_validation'
+    }
+    import basicsr.test
+    import basicsr.train
+    assert basicsr.train.load_resume_state is compat.load_resume_state
+    assert basicsr.train.parse_options is basicsr.test.parse_options
+    assert basicsr.train.parse_options.wrapped_by_basicsr_nlattn
+
+
+def test_latest_training_state_is_the_highest_iteration(tmp_path):
+    assert compat.latest_training_state(str(tmp_path / 'missing')) is None
+    assert compat.latest_training_state(str(tmp_path)) is None
+    for name in ('500.state', '1000.state', '80.state', 'notes.txt', 'backup.state'):
+        (tmp_path / name).write_bytes(b'')
+    assert compat.latest_training_state(str(tmp_path)) == str(tmp_path / '1000.state')
+
+
+def test_resume_state_with_scheduler_counter_loads_on_cpu(tmp_path):
+    from collections import Counter
+    state = {'epoch': 1, 'iter': 10, 'schedulers': [{'milestones': Counter([100, 200])}], 'optimizers': []}
+    torch.save(state, tmp_path / '10.state')
+    opt = {
+        'auto_resume': True,
+        'num_gpu': 0,
+        'name': 'x',
+        'network_g': {
+            'type': 'EDSR'
+        },
+        'path': {
+            'training_states': str(tmp_path),
+            'models': str(tmp_path / 'models')
+        }
+    }
+    loaded = compat.load_resume_state(opt)
+    assert loaded['iter'] == 10 and loaded['schedulers'][0]['milestones'] == Counter([100, 200])
+    assert opt['path']['resume_state'] == str(tmp_path / '10.state')
+    assert opt['path']['pretrain_network_g'].endswith('net_g_10.pth')
+
+
+def test_package_version_is_exposed():
+    assert basicsr_nlattn.__version__
