@@ -1,0 +1,107 @@
+"""ENLCA: Efficient Non-Local Contrastive Attention.
+
+Paper: Efficient Non-Local Contrastive Attention for Image Super-Resolution (Xia et al., AAAI 2022),
+https://arxiv.org/abs/2201.03794, Eq. 3-6 (attention) and Eq. 8-10 (its contrastive loss, in
+``basicsr_nlattn.losses.enlca_loss``). Official code: https://github.com/Zj-BinXia/ENLCA.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import Tensor, nn
+
+from basicsr_nlattn.archs.attention.random_features import orthogonal_gaussian_matrix, random_feature_attention
+from basicsr_nlattn.archs.attention.recording import RecordsContrastiveFeatures
+
+
+@ARCH_REGISTRY.register()
+class ENLCA(RecordsContrastiveFeatures):
+    """Efficient Non-Local Contrastive Attention block, (b, c, h, w) -> (b, c, h, w).
+
+    Q = sqrt(k) theta(X)/|theta(X)|, K = sqrt(k) delta(X)/|delta(X)|, V = psi(X) (Eq. 3; theta, delta, psi are 1x1
+    convolutions), Y = X + res_scale * D^-1 phi(Q)^T (phi(K) V^T) (Eq. 5-6) with positive orthogonal random
+    features phi (Eq. 4). Cost and memory are linear in h * w: no (hw x hw) tensor is formed.
+
+    In training the block records the unit query and key embeddings, (b, hw, c / reduction) each, for
+    ``ENLCAContrastiveLoss`` (the contrastive-feature protocol of ``recording.py``).
+
+    The random matrix F is a persistent buffer ``random_features`` (saved in checkpoints, never redrawn in eval or on
+    load). ``ContrastiveSRModel`` redraws it every ``redraw_interval`` iterations with
+    :meth:`redraw_random_features` and a generator seeded by (manual_seed, iteration // redraw_interval), so that
+    every DDP rank, and a resumed run, uses the same features.
+
+    Differs from the official code: the paper redraws F every epoch (``redraw_interval: 1000``, DESIGN's epoch of
+    1000 iterations); the code redraws every 641 forwards (``redraw_interval: 641``). Like the code, the paper's
+    amplification k is applied as sqrt(k) on each unit vector, so the exponent is k * cos(q, k).
+
+    Args:
+        num_feat (int): channels c_in = c_out of the input and output.
+        reduction (int): embedding width of Q and K is num_feat // reduction (Eq. 3). Default: 4 (256 -> 64).
+        amplification (float): k of Eq. 3 (sparsity by amplification), > 0. Default: 6.
+        num_random_features (int): m, rows of F (Eq. 4). Default: 128.
+        res_scale (float): scale of the attention output before the identity path is added. Default: 1.
+        redraw_interval (int): iterations between redraws of F by the training model; 0 never redraws.
+            Default: 1000 (one epoch).
+        eps (float): added to every random feature so that no normaliser vanishes (official code). Default: 1e-4.
+    """
+
+    def __init__(self,
+                 num_feat: int,
+                 *,
+                 reduction: int = 4,
+                 amplification: float = 6.0,
+                 num_random_features: int = 128,
+                 res_scale: float = 1.0,
+                 redraw_interval: int = 1000,
+                 eps: float = 1e-4) -> None:
+        super().__init__()
+        if num_feat < 1 or reduction < 1 or num_feat // reduction < 1:
+            raise ValueError(f'ENLCA.num_feat // reduction must be >= 1, got num_feat={num_feat}, '
+                             f'reduction={reduction}')
+        if not amplification > 0:
+            raise ValueError(f'ENLCA.amplification must be > 0, got {amplification}')
+        if num_random_features < 1:
+            raise ValueError(f'ENLCA.num_random_features must be >= 1, got {num_random_features}')
+        if redraw_interval < 0:
+            raise ValueError(f'ENLCA.redraw_interval must be >= 0 (0: never), got {redraw_interval}')
+        if eps < 0:
+            raise ValueError(f'ENLCA.eps must be >= 0, got {eps}')
+        embed_dim = num_feat // reduction
+        self.amplification = float(amplification)
+        self.res_scale = res_scale
+        self.redraw_interval = redraw_interval
+        self.eps = eps
+        self.query_conv = nn.Conv2d(num_feat, embed_dim, 1)
+        self.key_conv = nn.Conv2d(num_feat, embed_dim, 1)
+        self.value_conv = nn.Conv2d(num_feat, num_feat, 1)
+        self.register_buffer('random_features', orthogonal_gaussian_matrix(num_random_features, embed_dim))
+
+    @torch.no_grad()
+    def redraw_random_features(self, generator: torch.Generator) -> None:
+        """Draw a new F in place (same shape, device and dtype) from ``generator``."""
+        num_rows, num_cols = self.random_features.shape
+        drawn = orthogonal_gaussian_matrix(num_rows, num_cols, generator=generator)
+        self.random_features.copy_(drawn.to(self.random_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        query = F.normalize(self.query_conv(x).flatten(2).transpose(1, 2), dim=-1)  # (b, hw, c')
+        key = F.normalize(self.key_conv(x).flatten(2).transpose(1, 2), dim=-1)  # (b, hw, c')
+        value = self.value_conv(x).flatten(2).transpose(1, 2)  # (b, hw, c)
+        self._record(query, key)
+        scale = math.sqrt(self.amplification)
+        # exp(F x) overflows float16: the attention core runs in float32 at least, also under autocast.
+        core_dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            attended = random_feature_attention(
+                query.to(core_dtype) * scale, key.to(core_dtype) * scale, value.to(core_dtype),
+                self.random_features.to(core_dtype), eps=self.eps)
+        attended = attended.transpose(1, 2).reshape(b, c, h, w).to(x.dtype)
+        return x + self.res_scale * attended
+
+    def extra_repr(self) -> str:
+        num_rows, num_cols = self.random_features.shape
+        return (f'amplification={self.amplification}, num_random_features={num_rows}, embed_dim={num_cols}, '
+                f'res_scale={self.res_scale}, redraw_interval={self.redraw_interval}')
+

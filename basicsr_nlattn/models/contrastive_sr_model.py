@@ -1,0 +1,151 @@
+"""ContrastiveSRModel: BasicSR's SRModel plus the contrastive losses that our attention blocks define.
+
+The contrastive-feature protocol (DESIGN): networks stay plain ``forward(x) -> sr``; blocks record, in training,
+the tensors their loss needs; this model finds them in ``net_g`` (through DDP and any nesting), hands them to the
+losses named in ``train.contrastive_opt``, adds the weighted terms to the pixel loss, logs ``l_contrast`` and
+clears the records. It also redraws ENLCA's random features on schedule and keeps them in ``net_g_ema``.
+"""
+import inspect
+from collections import OrderedDict
+from typing import Any, Dict, List, NamedTuple, Tuple
+
+import torch
+from basicsr.losses import build_loss
+from basicsr.models.sr_model import SRModel
+from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
+from torch import Tensor, nn
+
+from basicsr_nlattn.archs.attention.enlca import ENLCA
+from basicsr_nlattn.archs.attention.recording import recording_blocks
+from basicsr_nlattn.models.tiled_inference import TiledInferenceMixin
+
+
+class ContrastiveTerm(NamedTuple):
+    loss: nn.Module
+    start_iter: int
+
+
+def random_feature_seed(manual_seed: int, draw: int, block_number: int) -> int:
+    """Seed of a block's random features for one draw: the same on every rank and after a resume."""
+    return (manual_seed * 1_000_003 + draw * 1009 + block_number) % (2**63 - 1)
+
+
+def parse_contrastive_opt(contrastive_opt: Any) -> List[Tuple[Dict[str, Any], int]]:
+    """``train.contrastive_opt`` (a dict or a list of dicts) -> [(loss options, start_iter)], validated."""
+    if contrastive_opt is None:
+        return []
+    entries = contrastive_opt if isinstance(contrastive_opt, list) else [contrastive_opt]
+    parsed = []
+    for index, entry in enumerate(entries):
+        key = f'train.contrastive_opt[{index}]' if isinstance(contrastive_opt, list) else 'train.contrastive_opt'
+        if not isinstance(entry, dict) or 'type' not in entry:
+            raise ValueError(f'{key} must be a mapping with a type, got {entry!r}')
+        loss_type = entry['type']
+        loss_class = LOSS_REGISTRY._obj_map.get(loss_type)
+        if loss_class is None or not isinstance(getattr(loss_class, 'block_type', None), type):
+            contrastive = sorted(name for name, cls in LOSS_REGISTRY if hasattr(cls, 'block_type'))
+            raise ValueError(f"{key}.type must be a contrastive loss, one of {contrastive}, got '{loss_type}'")
+        allowed = {'type', 'start_iter'} | set(inspect.signature(loss_class).parameters)
+        unknown = sorted(set(entry) - allowed)
+        if unknown:
+            raise ValueError(f'{key}: unknown key(s) {unknown} for {loss_type}; allowed: {sorted(allowed)}')
+        start_iter = entry.get('start_iter', 0)
+        if not isinstance(start_iter, int) or start_iter < 0:
+            raise ValueError(f'{key}.start_iter must be an int >= 0, got {start_iter!r}')
+        parsed.append(({name: value for name, value in entry.items() if name != 'start_iter'}, start_iter))
+    return parsed
+
+
+@MODEL_REGISTRY.register()
+class ContrastiveSRModel(TiledInferenceMixin, SRModel):
+    """SRModel with the contrastive-feature protocol, scheduled random-feature redraws and tiled inference.
+
+    Option keys beyond SRModel's:
+        train.contrastive_opt (dict | list[dict]): contrastive losses, each a registered loss with a
+            ``block_type`` (``ENLCAContrastiveLoss``, ...) plus ``start_iter`` (int, the papers' warm-up: before
+            it, blocks record nothing and the term is not computed; default 0). Their sum is logged as
+            ``l_contrast``. Without it, the model trains like SRModel.
+        val.tile (dict): ``{size, overlap}`` or ``{mode: chop}``, see ``tiled_inference.py``.
+    """
+
+    def init_training_settings(self) -> None:
+        parsed = parse_contrastive_opt(self.opt['train'].get('contrastive_opt'))
+        super().init_training_settings()
+        self.cri_contrast = [ContrastiveTerm(build_loss(opt).to(self.device), start) for opt, start in parsed]
+        blocks = list(recording_blocks(self.get_bare_model(self.net_g)))
+        for index, term in enumerate(self.cri_contrast):
+            if not any(isinstance(block, term.loss.block_type) for block in blocks):
+                raise ValueError(f'train.contrastive_opt[{index}].type: {type(term.loss).__name__} needs '
+                                 f'{term.loss.block_type.__name__} blocks in network_g, found none')
+        self._drawn_features: Dict[int, int] = {}
+
+    def _enlca_blocks(self) -> List[ENLCA]:
+        return [module for module in self.get_bare_model(self.net_g).modules() if isinstance(module, ENLCA)]
+
+    def redraw_random_features(self, current_iter: int) -> None:
+        """Give every ENLCA block the features of draw (current_iter - 1) // redraw_interval, drawn from a generator
+        seeded by (manual_seed, draw, block number): identical on all ranks and after a resume."""
+        manual_seed = self.opt.get('manual_seed') or 0
+        for number, block in enumerate(self._enlca_blocks()):
+            if block.redraw_interval == 0:
+                continue
+            draw = (current_iter - 1) // block.redraw_interval
+            if self._drawn_features.get(number) != draw:
+                generator = torch.Generator().manual_seed(random_feature_seed(manual_seed, draw, number))
+                block.redraw_random_features(generator)
+                self._drawn_features[number] = draw
+
+    def _set_recording(self, current_iter: int) -> None:
+        active_types = tuple(term.loss.block_type for term in self.cri_contrast if current_iter >= term.start_iter)
+        for block in recording_blocks(self.get_bare_model(self.net_g)):
+            block.recording = isinstance(block, active_types) if active_types else False
+
+    def _clear_records(self) -> None:
+        for block in recording_blocks(self.get_bare_model(self.net_g)):
+            block.clear_recorded()
+
+    def generator_losses(self, current_iter: int) -> Tuple[Tensor, 'OrderedDict[str, Tensor]']:
+        """The losses of ``self.output``: SRModel's pixel and perceptual terms plus the active contrastive terms.
+
+        Returns:
+            (Tensor, OrderedDict): the total and the logged terms (``l_pix``, ``l_percep``, ``l_style``,
+            ``l_contrast``).
+        """
+        l_total = 0
+        loss_dict = OrderedDict()
+        if self.cri_pix:
+            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            if l_percep is not None:
+                loss_dict['l_percep'] = l_percep
+            if l_style is not None:
+                loss_dict['l_style'] = l_style
+        active = [term.loss for term in self.cri_contrast if current_iter >= term.start_iter]
+        if active:
+            blocks = list(recording_blocks(self.get_bare_model(self.net_g)))
+            loss_dict['l_contrast'] = sum(loss(blocks) for loss in active)
+        for value in loss_dict.values():
+            l_total = l_total + value
+        return l_total, loss_dict
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        self.redraw_random_features(current_iter)
+        self._set_recording(current_iter)
+        self.optimizer_g.zero_grad()
+        self.output = self.net_g(self.lq)
+        l_total, loss_dict = self.generator_losses(current_iter)
+        l_total.backward()
+        self.optimizer_g.step()
+        self._clear_records()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    @torch.no_grad()
+    def model_ema(self, decay: float = 0.999) -> None:
+        """BasicSR's parameter EMA, plus a copy of the buffers (ENLCA's random features), which it leaves out."""
+        super().model_ema(decay)
+        buffers = dict(self.get_bare_model(self.net_g).named_buffers())
+        for name, buffer in self.net_g_ema.named_buffers():
+            buffer.copy_(buffers[name])

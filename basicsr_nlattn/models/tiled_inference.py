@@ -1,0 +1,112 @@
+"""Inference on images of any size: ``val.tile`` for every model of this package.
+
+``val.tile: {size: 64, overlap: 16}`` cuts the LR image into size x size tiles, runs each with ``overlap`` LR pixels
+of context on every side and keeps only its centre: for a network whose receptive field fits in the overlap
+(a conv-only net), the result equals the untiled forward. ``val.tile: {mode: chop}`` is the official EDSR-PyTorch
+evaluation that the ENLCN and NLSN checkpoints were published with: four overlapping quadrants (``shave`` LR pixels
+of overlap), chopped again while a quadrant holds at least ``min_size`` pixels, so converted official checkpoints
+reproduce the published numbers.
+"""
+from typing import Any, Dict, Optional
+
+import torch
+from torch import Tensor, nn
+
+TILE_KEYS = {'tile': {'mode', 'size', 'overlap'}, 'chop': {'mode', 'shave', 'min_size'}}
+
+
+def parse_tile_options(tile_opt: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """Validate ``val.tile`` and fill its defaults; None means whole-image inference."""
+    if tile_opt is None:
+        return None
+    if not isinstance(tile_opt, dict):
+        raise ValueError(f'val.tile must be a mapping like {{size: 64, overlap: 16}} or {{mode: chop}}, got '
+                         f'{tile_opt!r}')
+    mode = tile_opt.get('mode', 'tile')
+    if mode not in TILE_KEYS:
+        raise ValueError(f"val.tile.mode must be one of {sorted(TILE_KEYS)}, got '{mode}'")
+    unknown = sorted(set(tile_opt) - TILE_KEYS[mode])
+    if unknown:
+        raise ValueError(f"val.tile: unknown key(s) {unknown} for mode '{mode}'; allowed: {sorted(TILE_KEYS[mode])}")
+    if mode == 'tile':
+        parsed = {'mode': mode, 'size': tile_opt.get('size'), 'overlap': tile_opt.get('overlap', 0)}
+        if not isinstance(parsed['size'], int) or parsed['size'] < 1:
+            raise ValueError(f"val.tile.size must be an int >= 1 (LR pixels), got {parsed['size']!r}")
+        if not isinstance(parsed['overlap'], int) or parsed['overlap'] < 0:
+            raise ValueError(f"val.tile.overlap must be an int >= 0 (LR pixels), got {parsed['overlap']!r}")
+        return parsed
+    parsed = {'mode': mode, 'shave': tile_opt.get('shave', 10), 'min_size': tile_opt.get('min_size', 120000)}
+    if not isinstance(parsed['shave'], int) or parsed['shave'] < 0:
+        raise ValueError(f"val.tile.shave must be an int >= 0, got {parsed['shave']!r}")
+    if not isinstance(parsed['min_size'], int) or parsed['min_size'] < 1:
+        raise ValueError(f"val.tile.min_size must be an int >= 1, got {parsed['min_size']!r}")
+    return parsed
+
+
+def tiled_forward(net: nn.Module, lq: Tensor, scale: int, size: int, overlap: int) -> Tensor:
+    """Run ``net`` tile by tile; (b, c, h, w) -> (b, c', scale h, scale w)."""
+    _, _, height, width = lq.shape
+    output = None
+    for top in range(0, height, size):
+        for left in range(0, width, size):
+            bottom, right = min(top + size, height), min(left + size, width)
+            in_top, in_left = max(top - overlap, 0), max(left - overlap, 0)
+            patch = net(lq[..., in_top:min(bottom + overlap, height), in_left:min(right + overlap, width)])
+            if output is None:
+                output = patch.new_zeros(patch.shape[0], patch.shape[1], height * scale, width * scale)
+            offset_top, offset_left = (top - in_top) * scale, (left - in_left) * scale
+            output[..., top * scale:bottom * scale, left * scale:right * scale] = patch[
+                ..., offset_top:offset_top + (bottom - top) * scale, offset_left:offset_left + (right - left) * scale]
+    return output
+
+
+def chop_forward(net: nn.Module, lq: Tensor, scale: int, shave: int = 10, min_size: int = 120000) -> Tensor:
+    """The official evaluation: four quadrants overlapping by ``shave`` LR pixels, run together as one batch, or
+    chopped again while a quadrant has at least ``min_size`` pixels; each output quadrant keeps its own corner."""
+    batch, _, height, width = lq.shape
+    half_h, half_w = height // 2, width // 2
+    size_h, size_w = min(half_h + shave, height), min(half_w + shave, width)
+    quadrants = [
+        lq[..., :size_h, :size_w], lq[..., :size_h, width - size_w:], lq[..., height - size_h:, :size_w],
+        lq[..., height - size_h:, width - size_w:]
+    ]
+    if size_h * size_w < min_size or (size_h == height and size_w == width):
+        outputs = net(torch.cat(quadrants, dim=0)).split(batch, dim=0)
+    else:
+        outputs = [chop_forward(net, quadrant, scale, shave, min_size) for quadrant in quadrants]
+    height, width, half_h, half_w = height * scale, width * scale, half_h * scale, half_w * scale
+    size_h, size_w = size_h * scale, size_w * scale
+    output = outputs[0].new_zeros(batch, outputs[0].shape[1], height, width)
+    output[..., :half_h, :half_w] = outputs[0][..., :half_h, :half_w]
+    output[..., :half_h, half_w:] = outputs[1][..., :half_h, size_w - width + half_w:]
+    output[..., half_h:, :half_w] = outputs[2][..., size_h - height + half_h:, :half_w]
+    output[..., half_h:, half_w:] = outputs[3][..., size_h - height + half_h:, size_w - width + half_w:]
+    return output
+
+
+class TiledInferenceMixin:
+    """Model mixin: ``test()`` runs the network whole, tiled or chopped, as ``val.tile`` says (module docstring).
+
+    Put it before BasicSR's model class: ``class MyModel(TiledInferenceMixin, SRModel)``.
+    """
+
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        self.tile = parse_tile_options((opt.get('val') or {}).get('tile'))
+        super().__init__(opt)
+
+    def inference(self, net: nn.Module, lq: Tensor) -> Tensor:
+        """SR of ``lq`` by ``net`` (already in eval mode, under no_grad), following ``val.tile``."""
+        if self.tile is None:
+            return net(lq)
+        scale = self.opt['scale']
+        if self.tile['mode'] == 'chop':
+            return chop_forward(net, lq, scale, self.tile['shave'], self.tile['min_size'])
+        return tiled_forward(net, lq, scale, self.tile['size'], self.tile['overlap'])
+
+    def test(self) -> None:
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = self.inference(net, self.lq)
+        net.train(was_training)

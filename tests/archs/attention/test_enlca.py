@@ -1,0 +1,183 @@
+"""ENLCA: the random-feature kernel (Eq. 4), the linear attention (Eq. 5-6), the block, its records and redraws."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from basicsr_nlattn.archs.attention import (ENLCA, orthogonal_gaussian_matrix, random_feature_attention,
+                                            softmax_kernel_features)
+
+
+def _unit(shape, seed):
+    return F.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64), dim=-1)
+
+
+def test_orthogonal_rows_within_a_block_and_gaussian_norms():
+    matrix = orthogonal_gaussian_matrix(20, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert matrix.shape == (20, 8)
+    block = F.normalize(matrix[:8], dim=1)
+    torch.testing.assert_close(block @ block.T, torch.eye(8, dtype=torch.float64), rtol=0, atol=1e-10)
+    many = orthogonal_gaussian_matrix(80000, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    # rows are marginally N(0, I): E|f|^2 = c, and every coordinate has variance 1
+    assert abs(many.pow(2).sum(1).mean().item() - 8) < 0.1
+    torch.testing.assert_close(many.var(0), torch.ones(8, dtype=torch.float64), rtol=0, atol=0.03)
+
+
+def test_random_features_estimate_exp_of_inner_product_without_bias():
+    """Mean of phi(q).phi(k) over many draws (one large F) is exp(q.k) (Eq. 4)."""
+    query, key = _unit((1, 3, 8), 0) * math.sqrt(2), _unit((1, 3, 8), 1) * math.sqrt(2)
+    projection = orthogonal_gaussian_matrix(2**17, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    phi_q = softmax_kernel_features(query, projection, is_query=True, eps=0, stabilize=False)
+    phi_k = softmax_kernel_features(key, projection, is_query=False, eps=0, stabilize=False)
+    estimate = phi_q[0] @ phi_k[0].T
+    exact = torch.exp(query[0] @ key[0].T)
+    torch.testing.assert_close(estimate, exact, rtol=0.04, atol=0)
+
+
+def _exact_attention(query, key, value):
+    return F.scaled_dot_product_attention(query, key, value, scale=1.0)
+
+
+def test_linear_attention_approaches_exact_softmax_attention_as_m_grows():
+    # amplification 1: the estimator's variance grows like exp(|q + k|^2) (Eq. 7), so large k needs far more m
+    query, key = _unit((2, 40, 8), 3), _unit((2, 40, 8), 4)
+    value = torch.randn(2, 40, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    exact = _exact_attention(query, key, value)
+    errors = []
+    for num_features in (4, 32, 256, 4096, 32768):
+        per_seed = []
+        for seed in range(4):
+            projection = orthogonal_gaussian_matrix(
+                num_features, 8, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+            approx = random_feature_attention(query, key, value, projection, eps=0)
+            per_seed.append((approx - exact).norm() / exact.norm())
+        errors.append(torch.stack(per_seed).mean().item())
+    assert errors == sorted(errors, reverse=True), errors
+    assert errors[-1] < 0.02 and errors[0] > 10 * errors[-1], errors
+
+
+def test_linear_order_equals_the_explicit_kernel_matrix():
+    """Eq. 5-6 in linear order equals normalising the explicit N x N matrix phi(Q) phi(K)^T (same features)."""
+    query, key = _unit((2, 30, 8), 6) * 2, _unit((2, 30, 8), 7) * 2
+    value = torch.randn(2, 30, 5, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    projection = orthogonal_gaussian_matrix(16, 8, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    phi_q = softmax_kernel_features(query, projection, is_query=True)
+    phi_k = softmax_kernel_features(key, projection, is_query=False)
+    kernel = phi_q @ phi_k.transpose(1, 2)  # (b, n, n), brute force
+    expected = (kernel / kernel.sum(-1, keepdim=True)) @ value
+    torch.testing.assert_close(random_feature_attention(query, key, value, projection), expected, rtol=1e-10,
+                               atol=1e-12)
+
+
+def test_detached_stabiliser_keeps_the_exact_gradient():
+    query = (_unit((1, 6, 4), 10) * 2).requires_grad_()
+    key = (_unit((1, 6, 4), 11) * 2).requires_grad_()
+    value = torch.randn(1, 6, 3, dtype=torch.float64, requires_grad=True)
+    projection = orthogonal_gaussian_matrix(8, 4, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda q, k, v: random_feature_attention(q, k, v, projection, eps=0),
+                                    (query, key, value))
+
+
+def _block(**kwargs):
+    torch.manual_seed(0)
+    return ENLCA(16, reduction=2, **kwargs)
+
+
+def test_block_equals_the_equations_with_its_own_convolutions():
+    block = _block(amplification=6, num_random_features=32, res_scale=0.5).double()
+    x = torch.randn(2, 16, 5, 6, dtype=torch.float64)
+    query = F.normalize(block.query_conv(x).flatten(2).transpose(1, 2), dim=-1) * math.sqrt(6)
+    key = F.normalize(block.key_conv(x).flatten(2).transpose(1, 2), dim=-1) * math.sqrt(6)
+    value = block.value_conv(x).flatten(2).transpose(1, 2)
+    phi_q = softmax_kernel_features(query, block.random_features, is_query=True)
+    phi_k = softmax_kernel_features(key, block.random_features, is_query=False)
+    kernel = phi_q @ phi_k.transpose(1, 2)
+    attended = ((kernel / kernel.sum(-1, keepdim=True)) @ value).transpose(1, 2).reshape(2, 16, 5, 6)
+    torch.testing.assert_close(block(x), x + 0.5 * attended, rtol=1e-10, atol=1e-12)
+
+
+def test_gradients_reach_all_three_convolutions():
+    block = _block()
+    block(torch.randn(2, 16, 6, 6)).square().mean().backward()
+    for conv in (block.query_conv, block.key_conv, block.value_conv):
+        assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('amplification', [1, 6, 12])
+def test_finite_in_float32_for_large_amplification(amplification):
+    block = _block(amplification=amplification)
+    x = 50 * torch.randn(2, 16, 12, 12)
+    out = block(x)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in block.parameters())
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_attention_core_stays_float32_under_autocast(dtype):
+    block = _block(amplification=12).eval()
+    x = 10 * torch.randn(1, 16, 10, 10)
+    reference = block(x)
+    with torch.autocast(device_type='cpu', dtype=dtype):
+        out = block(x)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    # only the 1x1 convolutions ran in low precision
+    torch.testing.assert_close(out, reference, rtol=0.05, atol=0.05 * reference.abs().max().item())
+
+
+def test_records_unit_embeddings_only_in_training_with_recording_on():
+    block = _block(num_random_features=8)
+    x = torch.randn(2, 16, 4, 5)
+    block.train()
+    block(x)
+    query, key = block.recorded
+    assert query.shape == key.shape == (2, 20, 8)
+    torch.testing.assert_close(query.norm(dim=-1), torch.ones(2, 20))
+    block.clear_recorded()
+    block.eval()
+    block(x)
+    assert block.recorded is None
+    block.train()
+    block.recording = False
+    block(x)
+    assert block.recorded is None
+
+
+def test_random_features_are_a_persistent_buffer_redrawn_only_on_request():
+    block = _block(num_random_features=24)
+    assert block.state_dict()['random_features'].shape == (24, 8)
+    before = block.random_features.clone()
+    block.eval()
+    block(torch.randn(1, 16, 4, 4))
+    block.train()
+    block(torch.randn(1, 16, 4, 4))
+    torch.testing.assert_close(block.random_features, before, rtol=0, atol=0)
+    block.redraw_random_features(torch.Generator().manual_seed(7))
+    first = block.random_features.clone()
+    assert not torch.equal(first, before)
+    block.redraw_random_features(torch.Generator().manual_seed(7))
+    torch.testing.assert_close(block.random_features, first, rtol=0, atol=0)
+    fresh = _block(num_random_features=24)
+    fresh.load_state_dict(block.state_dict())
+    torch.testing.assert_close(fresh.random_features, first, rtol=0, atol=0)
+
+
+def test_yaml_style_construction_and_parameter_count():
+    from basicsr.archs import build_network
+    block = build_network({'type': 'ENLCA', 'num_feat': 256})
+    # two 1x1 convs 256 -> 64 and one 256 -> 256, as the official block
+    assert sum(p.numel() for p in block.parameters()) == 2 * (256 * 64 + 64) + 256 * 256 + 256
+    assert block.random_features.shape == (128, 64) and block.amplification == 6.0
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    ({'amplification': 0}, 'ENLCA.amplification must be > 0'),
+    ({'amplification': -1.5}, 'ENLCA.amplification must be > 0'),
+    ({'num_random_features': 0}, 'ENLCA.num_random_features must be >= 1'),
+    ({'reduction': 32}, 'ENLCA.num_feat // reduction must be >= 1'),
+    ({'redraw_interval': -1}, 'ENLCA.redraw_interval must be >= 0'),
+])
+def test_bad_block_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ENLCA(16, **kwargs)

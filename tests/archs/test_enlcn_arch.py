@@ -1,0 +1,54 @@
+"""ENLCN: parameter counts of the official networks, block placement, forward/backward at x2/x3/x4."""
+import pytest
+import torch
+
+from basicsr_nlattn.archs import ENLCN
+from basicsr_nlattn.archs.attention import ENLCA
+from basicsr_nlattn.archs.backbone import attention_positions
+
+
+@pytest.mark.parametrize('upscale, millions', [(2, 41.22), (3, 44.17), (4, 43.58)])
+def test_parameter_count_matches_the_official_network(upscale, millions):
+    net = ENLCN(upscale=upscale)
+    count = sum(p.numel() for p in net.parameters())
+    assert abs(count / 1e6 - millions) < 0.01, count
+    assert sum(isinstance(m, ENLCA) for m in net.body) == 5
+    assert [i for i, m in enumerate(net.body) if isinstance(m, ENLCA)] == [0, 9, 18, 27, 36]
+
+
+def test_attention_positions():
+    assert attention_positions(32, 8) == [0, 9, 18, 27, 36]
+    assert attention_positions(4, 2) == [0, 3, 6]
+    assert attention_positions(3, 8) == [0, 4]
+
+
+@pytest.mark.parametrize('upscale', [2, 3, 4])
+def test_forward_backward_tiny(upscale):
+    torch.manual_seed(0)
+    net = ENLCN(num_feat=16, num_block=4, upscale=upscale, attn_every=2)
+    x = torch.rand(2, 3, 10, 11)
+    out = net(x)
+    assert out.shape == (2, 3, 10 * upscale, 11 * upscale)
+    out.abs().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    assert net.body[0].query_conv.weight.grad.abs().sum() > 0
+
+
+def test_mean_and_range_are_applied():
+    net = ENLCN(num_feat=8, num_block=1, upscale=2, img_range=1.0)
+    assert 'mean' not in net.state_dict()  # derived, not part of the checkpoint
+    torch.nn.init.zeros_(net.conv_last.weight)
+    torch.nn.init.zeros_(net.conv_last.bias)
+    # with a zero tail, the output is the mean image
+    torch.testing.assert_close(net(torch.rand(1, 3, 4, 4)), net.mean.expand(1, 3, 8, 8))
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    ({'upscale': 5}, 'ENLCN.upscale must be 2, 3 or a power of 2'),
+    ({'attn_every': 0}, 'ENLCN.attn_every must be >= 1'),
+    ({'num_block': 0}, 'ENLCN.num_block must be >= 1'),
+    ({'amplification': 0}, 'ENLCA.amplification must be > 0'),
+])
+def test_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ENLCN(num_feat=8, **{'num_block': 2, **kwargs})
