@@ -1,0 +1,153 @@
+"""ContrastiveSRModel: contrastive terms with warm-up, seeded redraws (ranks, resume, EMA), bad contrastive_opt."""
+import copy
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import basicsr_nlattn  # noqa: F401  (registers the model)
+from basicsr_nlattn.archs.attention import ENLCA, orthogonal_gaussian_matrix
+from basicsr_nlattn.models import ContrastiveSRModel
+from basicsr_nlattn.models.contrastive_sr_model import random_feature_seed
+
+TINY_ENLCN = {'type': 'ENLCN', 'num_feat': 8, 'num_block': 2, 'upscale': 2, 'attn_every': 1, 'reduction': 2,
+              'num_random_features': 8, 'redraw_interval': 2}
+
+
+def model_options(contrastive_opt=None, network_g=None, ema_decay=0, **train):
+    return {
+        'name': 'unit', 'model_type': 'ContrastiveSRModel', 'is_train': True, 'dist': False, 'num_gpu': 0,
+        'rank': 0, 'world_size': 1, 'scale': 2, 'manual_seed': 5,
+        'network_g': copy.deepcopy(network_g or TINY_ENLCN),
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': {
+            'ema_decay': ema_decay, 'optim_g': {'type': 'Adam', 'lr': 1e-3},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [1000], 'gamma': 0.5},
+            'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
+            'contrastive_opt': copy.deepcopy(contrastive_opt), **train
+        },
+        'val': {'metrics': {}}
+    }
+
+
+def batch(seed=0, size=8):
+    generator = torch.Generator().manual_seed(seed)
+    return {'lq': torch.rand(2, 3, size, size, generator=generator),
+            'gt': torch.rand(2, 3, 2 * size, 2 * size, generator=generator)}
+
+
+def train_steps(model, iterations, seed=0):
+    logs = []
+    for current_iter in iterations:
+        model.feed_data(batch(seed + current_iter))
+        model.optimize_parameters(current_iter)
+        logs.append(dict(model.get_current_log()))
+    return logs
+
+
+def enlca_blocks(model):
+    return [m for m in model.get_bare_model(model.net_g).modules() if isinstance(m, ENLCA)]
+
+
+CONTRAST = {'type': 'ENLCAContrastiveLoss', 'loss_weight': 0.1, 'n1': 2, 'n2': 4, 'start_iter': 3}
+
+
+def test_contrastive_term_starts_at_start_iter_and_records_are_cleared():
+    model = ContrastiveSRModel(model_options(CONTRAST))
+    logs = train_steps(model, range(1, 5))
+    assert [('l_contrast' in log) for log in logs] == [False, False, True, True]
+    assert all('l_pix' in log for log in logs)
+    assert logs[-1]['l_contrast'] > 0
+    assert all(block.recorded is None for block in enlca_blocks(model))
+
+
+def test_without_contrastive_opt_it_trains_like_srmodel_and_records_nothing():
+    model = ContrastiveSRModel(model_options(None))
+    model.feed_data(batch())
+    model._set_recording(1)
+    model.net_g(model.lq)
+    assert all(block.recorded is None for block in enlca_blocks(model))
+    logs = train_steps(model, [1, 2])
+    assert set(logs[-1]) == {'l_pix'}
+
+
+def test_contrastive_term_reaches_the_attention_weights():
+    torch.manual_seed(0)
+    with_term = ContrastiveSRModel(model_options({**CONTRAST, 'loss_weight': 10.0, 'start_iter': 0}))
+    torch.manual_seed(0)
+    without = ContrastiveSRModel(model_options({**CONTRAST, 'start_iter': 100}))
+    train_steps(with_term, [1])
+    train_steps(without, [1])
+    changed = with_term.net_g.body[0].query_conv.weight - without.net_g.body[0].query_conv.weight
+    assert changed.abs().max() > 1e-6
+
+
+def test_random_features_follow_the_seeded_schedule_and_survive_a_resume():
+    torch.manual_seed(1)
+    model = ContrastiveSRModel(model_options(CONTRAST))
+    seen = []
+    for current_iter in range(1, 6):
+        train_steps(model, [current_iter])
+        seen.append(enlca_blocks(model)[0].random_features.clone())
+    # redraw_interval 2: iterations 1-2 share draw 0, 3-4 draw 1, 5 draw 2
+    assert torch.equal(seen[0], seen[1]) and torch.equal(seen[2], seen[3])
+    assert not torch.equal(seen[1], seen[2]) and not torch.equal(seen[3], seen[4])
+    torch.manual_seed(99)  # a resumed process: other global RNG, other initial features
+    resumed = ContrastiveSRModel(model_options(CONTRAST))
+    resumed.redraw_random_features(5)
+    for ours, theirs in zip(enlca_blocks(resumed), enlca_blocks(model)):
+        torch.testing.assert_close(ours.random_features, theirs.random_features, rtol=0, atol=0)
+    blocks = enlca_blocks(model)
+    assert not torch.equal(blocks[0].random_features, blocks[1].random_features)
+    assert random_feature_seed(5, 2, 0) != random_feature_seed(5, 2, 1) != random_feature_seed(6, 2, 1)
+
+
+def test_ema_network_gets_the_random_features():
+    model = ContrastiveSRModel(model_options(CONTRAST, ema_decay=0.9))
+    train_steps(model, [1, 2, 3])
+    for ours, ema in zip(enlca_blocks(model), [m for m in model.net_g_ema.modules() if isinstance(m, ENLCA)]):
+        torch.testing.assert_close(ema.random_features, ours.random_features, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('contrastive_opt, network_g, match', [
+    ({**CONTRAST, 'n3': 1}, None, r"train.contrastive_opt: unknown key\(s\) \['n3'\] for ENLCAContrastiveLoss"),
+    ([CONTRAST, {**CONTRAST, 'start_iter': -5}], None, r'train.contrastive_opt\[1\].start_iter must be an int >= 0'),
+    ({'type': 'L1Loss'}, None, r"train.contrastive_opt.type must be a contrastive loss, one of \['ENLCAContrast"),
+    ([CONTRAST], {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2},
+     r'train.contrastive_opt\[0\].type: ENLCAContrastiveLoss needs ENLCA blocks in network_g, found none'),
+])
+def test_bad_contrastive_opt(contrastive_opt, network_g, match):
+    with pytest.raises(ValueError, match=match):
+        ContrastiveSRModel(model_options(contrastive_opt, network_g))
+
+
+def _ddp_worker(rank, world_size, port, result_dir):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', rank=rank, world_size=world_size)
+    torch.manual_seed(100 + rank)  # BasicSR seeds every rank differently (seed + rank)
+    opt = model_options(CONTRAST)
+    opt.update(dist=True, rank=rank, world_size=world_size)
+    model = ContrastiveSRModel(opt)
+    train_steps(model, range(1, 6), seed=10 * rank)  # different data on each rank
+    bare = model.get_bare_model(model.net_g)
+    state = {name: tensor.clone() for name, tensor in bare.state_dict().items()}
+    torch.save(state, os.path.join(result_dir, f'rank{rank}.pth'))
+    dist.destroy_process_group()
+
+
+def test_two_ddp_ranks_keep_identical_random_features_and_weights(tmp_path):
+    from conftest import free_port
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True) for r in (0, 1))
+    features = [name for name in rank0 if name.endswith('random_features')]
+    assert len(features) == 3
+    # iteration 5 with redraw_interval 2 is draw 2: each block's features come from its seeded generator
+    for number, name in enumerate(features):
+        seed = random_feature_seed(5, 2, number)
+        expected = orthogonal_gaussian_matrix(8, 4, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(rank1[name], expected, rtol=0, atol=0)
+    for name in rank0:
+        torch.testing.assert_close(rank0[name], rank1[name], rtol=0, atol=0, msg=name)
