@@ -13,7 +13,12 @@ from typing import Callable, List, Optional
 COMMANDS = {
     'train': 'train a network from an option file (BasicSR\'s train_pipeline)',
     'test': 'test a trained network on the datasets of an option file (BasicSR\'s test_pipeline)',
+    'convert': 'convert an official checkpoint to this package\'s layout ({"params": state_dict})',
+    'bench': 'time and memory of ENLCA against exact attention, and of the contrastive loss against a full sort',
 }
+PIPELINES = ('train', 'test')
+# Kept here, not imported from utils.convert, so that --help does not import torch; a test keeps them in step.
+CONVERTIBLE_ARCHS = ('ENLCN', )
 
 
 def _add_pipeline_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -55,8 +60,63 @@ def build_parser(commands: Optional[List[str]] = None) -> argparse.ArgumentParse
     subparsers = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for command in commands or list(COMMANDS):
         subparser = subparsers.add_parser(command, help=COMMANDS[command], description=COMMANDS[command])
-        _add_pipeline_arguments(subparser, command)
+        if command in PIPELINES:
+            _add_pipeline_arguments(subparser, command)
+        elif command == 'convert':
+            _add_convert_arguments(subparser)
+        else:
+            _add_bench_arguments(subparser)
     return parser
+
+
+def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--sizes', type=int, nargs='+', default=[48, 100, 150], help='input sizes (pixels a side)')
+    parser.add_argument('--num_feat', type=int, default=64, help='channels of the block input. Default: 64')
+    parser.add_argument('--num_random_features', type=int, default=128, help='ENLCA m. Default: 128')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda. Default: cpu')
+    parser.add_argument('--repeats', type=int, default=3, help='timed passes per row (median). Default: 3')
+    parser.add_argument('--skip_loss', action='store_true', help='skip the contrastive-loss comparison')
+    parser.add_argument('--json', metavar='FILE', help='also write the rows as JSON')
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """``basicsr bench``: print the tables (and write JSON); measurements are side by side in this process."""
+    if any(size < 1 for size in args.sizes) or args.repeats < 1:
+        sys.stderr.write('basicsr bench: error: --sizes and --repeats must be >= 1\n')
+        return 2
+    import basicsr_nlattn  # noqa: F401
+    from basicsr_nlattn.utils.benchmark import run_benchmarks
+    run_benchmarks(
+        args.sizes,
+        args.num_feat,
+        args.num_random_features,
+        args.device,
+        args.repeats,
+        with_loss=not args.skip_loss,
+        json_path=args.json)
+    return 0
+
+
+def _add_convert_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--arch', required=True, choices=CONVERTIBLE_ARCHS, help='the official network')
+    parser.add_argument('--scale', required=True, type=int, choices=[2, 3, 4], help='its upscaling factor')
+    parser.add_argument('input', metavar='IN', help='official checkpoint (EDSR-PyTorch state dict, e.g. model_x4.pt)')
+    parser.add_argument('output', metavar='OUT', help='converted checkpoint to write, for path.pretrain_network_g')
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """``basicsr convert``: returns 0, or 2 with one line naming the problem when the checkpoint does not fit."""
+    import basicsr_nlattn  # noqa: F401
+    from basicsr_nlattn.utils.convert import CheckpointError, convert_checkpoint
+    try:
+        dropped = convert_checkpoint(args.arch, args.scale, args.input, args.output)
+    except CheckpointError as error:
+        sys.stderr.write(f'basicsr convert: error: {error}\n')
+        return 2
+    print(f'Wrote {args.output}: official {args.arch} x{args.scale} in our layout ({{"params": ...}}); dropped '
+          f'{", ".join(dropped) or "nothing"} (the mean is a derived buffer). Use it with\n'
+          f'  path: {{pretrain_network_g: {args.output}, strict_load_g: true}}')
+    return 0
 
 
 def _pipeline(command: str) -> Callable[[str], None]:
@@ -104,6 +164,10 @@ def main(argv: Optional[List[str]] = None, commands: Optional[List[str]] = None)
     """Entry point of ``basicsr`` (and, with ``commands=['train']``, of ``python -m basicsr_nlattn.train``)."""
     parser = build_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == 'convert':
+        return run_convert(args)
+    if args.command == 'bench':
+        return run_bench(args)
     return run_pipeline(args.command, args.opt, _forwarded_argv(args))
 
 

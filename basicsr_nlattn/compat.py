@@ -78,8 +78,10 @@ def latest_training_state(training_states_dir: str) -> Optional[str]:
     """Path of the ``<iter>.state`` file with the highest iteration in a folder, or None when there is none."""
     if not osp.isdir(training_states_dir):
         return None
-    iterations = [int(name[:-len('.state')]) for name in os.listdir(training_states_dir)
-                  if name.endswith('.state') and name[:-len('.state')].isdigit()]
+    iterations = [
+        int(name[:-len('.state')]) for name in os.listdir(training_states_dir)
+        if name.endswith('.state') and name[:-len('.state')].isdigit()
+    ]
     if not iterations:
         return None
     return osp.join(training_states_dir, f'{max(iterations)}.state')

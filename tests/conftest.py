@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Optional
 import pytest
 import yaml
 
+import basicsr_nlattn  # noqa: F401  (applies compat: test modules import basicsr, which needs it first)
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_OPTION = osp.join(REPO_ROOT, 'options', 'demo', 'train_demo_x4.yml')
 BIN_DIR = osp.dirname(sys.executable)
@@ -21,13 +23,9 @@ BIN_DIR = osp.dirname(sys.executable)
 def demo_data_root(tmp_path_factory) -> str:
     """A working directory holding ``datasets/demo`` made by ``scripts/make_demo_data.py`` (scale 4)."""
     root = tmp_path_factory.mktemp('demo_workdir')
-    subprocess.run([
-        sys.executable,
-        osp.join(REPO_ROOT, 'scripts', 'make_demo_data.py'), '--output',
-        str(root / 'datasets' / 'demo'), '--scales', '4'
-    ],
-                   check=True,
-                   capture_output=True)
+    script = osp.join(REPO_ROOT, 'scripts', 'make_demo_data.py')
+    command = [sys.executable, script, '--output', str(root / 'datasets' / 'demo'), '--scales', '4']
+    subprocess.run(command, check=True, capture_output=True)
     return str(root)
 
 

@@ -5,7 +5,6 @@ import sys
 from os import path as osp
 
 import pytest
-
 from conftest import REPO_ROOT, check_ok, run_basicsr, subprocess_env, tiny_demo_option, write_option
 
 
@@ -24,8 +23,11 @@ def test_help_explains_commands_and_flags(tmp_path):
 
 def test_module_entry_points_take_the_same_flags(tmp_path):
     for module in ('basicsr_nlattn.train', 'basicsr_nlattn.test'):
-        result = subprocess.run([sys.executable, '-m', module, '--help'], cwd=str(tmp_path), env=subprocess_env(),
-                                capture_output=True, text=True)
+        result = subprocess.run([sys.executable, '-m', module, '--help'],
+                                cwd=str(tmp_path),
+                                env=subprocess_env(),
+                                capture_output=True,
+                                text=True)
         check_ok(result)
         assert '-opt FILE' in result.stdout and '--launcher' in result.stdout
 
@@ -55,7 +57,10 @@ def _existing_experiment(workdir, name):
 @pytest.mark.parametrize('section, key, value, expected', [
     ('network_g', 'type', 'EDSRR', "network_g.type: unknown arch type 'EDSRR'. Did you mean 'EDSR'"),
     (None, 'model_type', 'SRModle', "model_type: unknown model type 'SRModle'. Did you mean 'SRModel'"),
-    ('train', 'pixel_opt', {'type': 'L1', 'loss_weight': 1.0}, "train.pixel_opt.type: unknown loss type 'L1'"),
+    ('train', 'pixel_opt', {
+        'type': 'L1',
+        'loss_weight': 1.0
+    }, "train.pixel_opt.type: unknown loss type 'L1'"),
 ])
 def test_unknown_type_is_named_before_training(demo_data_root, tmp_path, section, key, value, expected):
     opt = tiny_demo_option('bad_type')

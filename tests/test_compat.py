@@ -5,11 +5,11 @@ import sys
 
 import pytest
 import torch
+from conftest import subprocess_env
 from packaging.version import Version
 
 import basicsr_nlattn
 from basicsr_nlattn import compat
-from conftest import subprocess_env
 
 
 def _python(code: str) -> subprocess.CompletedProcess:

@@ -25,8 +25,8 @@ def test_demo_option_trains_and_validation_psnr_rises(demo_data_root, tmp_path):
 
 def _kill_after_first_checkpoint(command, cwd, training_states, timeout=300):
     """Start a training process and SIGKILL it once its first training state is completely written."""
-    process = subprocess.Popen(command, cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + timeout
     try:
         while time.time() < deadline:
@@ -50,9 +50,9 @@ def _kill_after_first_checkpoint(command, cwd, training_states, timeout=300):
 def _check_resumed(result, experiments_root, killed_at, total_iter):
     check_ok(result)
     log = experiment_log(experiments_root)
-    assert f'Resuming training from epoch: ' in log
+    assert 'Resuming training from epoch: ' in log
     assert f'iter: {killed_at}.' in log
-    assert f'Start training from epoch: ' in log and 'iter: 0\n' not in log.split('Start training')[1][:60]
+    assert 'Start training from epoch: ' in log and 'iter: 0\n' not in log.split('Start training')[1][:60]
     iterations = [int(line.split('iter:')[1].split(',')[0]) for line in log.splitlines() if '[epoch:' in line]
     assert iterations and iterations[0] > killed_at and iterations[-1] == total_iter, iterations
     assert osp.isfile(osp.join(experiments_root, 'models', f'net_g_{total_iter}.pth'))
@@ -75,8 +75,7 @@ def test_auto_resume_continues_from_the_killed_run(demo_data_root, tmp_path):
 
 def test_auto_resume_from_another_directory_with_experiments_root(demo_data_root, tmp_path):
     experiments_root = str(tmp_path / 'runs' / 'resume_elsewhere')
-    opt = tiny_demo_option('resume_elsewhere', total_iter=2000, logger__save_checkpoint_freq=40,
-                           val__val_freq=10000)
+    opt = tiny_demo_option('resume_elsewhere', total_iter=2000, logger__save_checkpoint_freq=40, val__val_freq=10000)
     opt['path']['experiments_root'] = experiments_root
     for phase in ('train', 'val'):
         for key in ('dataroot_gt', 'dataroot_lq'):
@@ -100,8 +99,8 @@ def test_torchrun_two_cpu_processes_train_and_validate(demo_data_root, tmp_path)
     opt = tiny_demo_option('torchrun_demo', total_iter=30, val__val_freq=10, logger__save_checkpoint_freq=10)
     option_file = write_option(opt, str(tmp_path))
     command = torchrun_command(2, 'basicsr_nlattn.train', ['-opt', option_file, '--launcher', 'pytorch'])
-    result = subprocess.run(command, cwd=demo_data_root, env=subprocess_env(), capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        command, cwd=demo_data_root, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     check_ok(result, 'torchrun')
     for rank in (0, 1):
         assert f'Distributed: rank {rank} of world size 2 (gloo).' in result.stdout
@@ -117,13 +116,36 @@ def test_torchrun_rank0_validation_of_a_network_with_buffers(demo_data_root, tmp
     broadcasts those buffers in a collective the other rank never joins: basicsr 1.4.2 then dies with 'Connection
     closed by peer' (compat fix 6). Validating the bare network keeps the ranks in step."""
     opt = tiny_demo_option('torchrun_swinir', total_iter=20, val__val_freq=5, logger__save_checkpoint_freq=100)
+    opt['model_type'] = 'SRModel'
+    del opt['train']['contrastive_opt']
     opt['network_g'] = dict(
-        type='SwinIR', upscale=4, in_chans=3, img_size=16, window_size=4, img_range=1., depths=[1], embed_dim=12,
-        num_heads=[2], mlp_ratio=2, upsampler='pixelshuffledirect', resi_connection='1conv')
+        type='SwinIR',
+        upscale=4,
+        in_chans=3,
+        img_size=16,
+        window_size=4,
+        img_range=1.,
+        depths=[1],
+        embed_dim=12,
+        num_heads=[2],
+        mlp_ratio=2,
+        upsampler='pixelshuffledirect',
+        resi_connection='1conv')
     option_file = write_option(opt, str(tmp_path))
     command = torchrun_command(2, 'basicsr_nlattn.train', ['-opt', option_file, '--launcher', 'pytorch'])
-    result = subprocess.run(command, cwd=demo_data_root, env=subprocess_env(), capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        command, cwd=demo_data_root, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     check_ok(result, 'torchrun')
     log = experiment_log(osp.join(demo_data_root, 'experiments', 'torchrun_swinir'))
     assert len(validation_psnrs(log)) == 5  # at 5, 10, 15, 20 and after the last iteration
+
+
+def test_demo_enlcn_logs_the_contrastive_loss_after_its_warm_up(demo_data_root, tmp_path):
+    opt = tiny_demo_option('contrast_log', total_iter=30)
+    opt['train']['contrastive_opt']['start_iter'] = 15
+    check_ok(run_basicsr(['train', '-opt', write_option(opt, str(tmp_path))], cwd=demo_data_root))
+    log = experiment_log(osp.join(demo_data_root, 'experiments', 'contrast_log'))
+    lines = {int(line.split('iter:')[1].split(',')[0]): line for line in log.splitlines() if '[epoch:' in line}
+    assert sorted(lines) == [10, 20, 30]
+    assert 'l_contrast' not in lines[10] and 'l_contrast' in lines[20] and 'l_contrast' in lines[30]
+    assert 'Model [ContrastiveSRModel] is created.' in log

@@ -42,8 +42,8 @@ class NonLocalEDSR(nn.Module):
         make_attention (Callable[[], nn.Module]): builds one attention block (b, num_feat, h, w) -> same.
     """
 
-    def __init__(self, num_in_ch: int, num_out_ch: int, num_feat: int, num_block: int, upscale: int,
-                 res_scale: float, img_range: float, rgb_mean: Sequence[float], attn_every: int,
+    def __init__(self, num_in_ch: int, num_out_ch: int, num_feat: int, num_block: int, upscale: int, res_scale: float,
+                 img_range: float, rgb_mean: Sequence[float], attn_every: int,
                  make_attention: Callable[[], nn.Module]) -> None:
         super().__init__()
         name = type(self).__name__

@@ -55,8 +55,9 @@ def tiled_forward(net: nn.Module, lq: Tensor, scale: int, size: int, overlap: in
             if output is None:
                 output = patch.new_zeros(patch.shape[0], patch.shape[1], height * scale, width * scale)
             offset_top, offset_left = (top - in_top) * scale, (left - in_left) * scale
-            output[..., top * scale:bottom * scale, left * scale:right * scale] = patch[
-                ..., offset_top:offset_top + (bottom - top) * scale, offset_left:offset_left + (right - left) * scale]
+            output[..., top * scale:bottom * scale,
+                   left * scale:right * scale] = patch[..., offset_top:offset_top + (bottom - top) * scale,
+                                                       offset_left:offset_left + (right - left) * scale]
     return output
 
 

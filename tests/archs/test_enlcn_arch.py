@@ -44,10 +44,18 @@ def test_mean_and_range_are_applied():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    ({'upscale': 5}, 'ENLCN.upscale must be 2, 3 or a power of 2'),
-    ({'attn_every': 0}, 'ENLCN.attn_every must be >= 1'),
-    ({'num_block': 0}, 'ENLCN.num_block must be >= 1'),
-    ({'amplification': 0}, 'ENLCA.amplification must be > 0'),
+    ({
+        'upscale': 5
+    }, 'ENLCN.upscale must be 2, 3 or a power of 2'),
+    ({
+        'attn_every': 0
+    }, 'ENLCN.attn_every must be >= 1'),
+    ({
+        'num_block': 0
+    }, 'ENLCN.num_block must be >= 1'),
+    ({
+        'amplification': 0
+    }, 'ENLCA.amplification must be > 0'),
 ])
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):

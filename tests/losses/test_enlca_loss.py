@@ -25,12 +25,14 @@ def _embeddings(batch=2, positions=30, channels=6, seed=0):
     return query.requires_grad_(), key.requires_grad_()
 
 
-@pytest.mark.parametrize('n1, n2, num_pos, negative_start', [
-    (0.1, 0.3, 3, 9),  # fractions of N = 30
-    (0.02, 0.08, 1, 2),  # the paper's fractions: round(0.6) = 1, round(2.4) = 2
-    (4, 10, 4, 10),  # counts
-    (5, 2, 5, 2),  # overlapping sets are allowed
-])
+@pytest.mark.parametrize(
+    'n1, n2, num_pos, negative_start',
+    [
+        (0.1, 0.3, 3, 9),  # fractions of N = 30
+        (0.02, 0.08, 1, 2),  # the paper's fractions: round(0.6) = 1, round(2.4) = 2
+        (4, 10, 4, 10),  # counts
+        (5, 2, 5, 2),  # overlapping sets are allowed
+    ])
 @pytest.mark.parametrize('hinge', [True, False])
 @pytest.mark.parametrize('chunk_elements', [7, 1 << 24])
 def test_matches_full_sort_value_and_gradient(monkeypatch, n1, n2, num_pos, negative_start, hinge, chunk_elements):

@@ -12,30 +12,65 @@ from basicsr_nlattn.archs.attention import ENLCA, orthogonal_gaussian_matrix
 from basicsr_nlattn.models import ContrastiveSRModel
 from basicsr_nlattn.models.contrastive_sr_model import random_feature_seed
 
-TINY_ENLCN = {'type': 'ENLCN', 'num_feat': 8, 'num_block': 2, 'upscale': 2, 'attn_every': 1, 'reduction': 2,
-              'num_random_features': 8, 'redraw_interval': 2}
+TINY_ENLCN = {
+    'type': 'ENLCN',
+    'num_feat': 8,
+    'num_block': 2,
+    'upscale': 2,
+    'attn_every': 1,
+    'reduction': 2,
+    'num_random_features': 8,
+    'redraw_interval': 2
+}
 
 
 def model_options(contrastive_opt=None, network_g=None, ema_decay=0, **train):
     return {
-        'name': 'unit', 'model_type': 'ContrastiveSRModel', 'is_train': True, 'dist': False, 'num_gpu': 0,
-        'rank': 0, 'world_size': 1, 'scale': 2, 'manual_seed': 5,
+        'name': 'unit',
+        'model_type': 'ContrastiveSRModel',
+        'is_train': True,
+        'dist': False,
+        'num_gpu': 0,
+        'rank': 0,
+        'world_size': 1,
+        'scale': 2,
+        'manual_seed': 5,
         'network_g': copy.deepcopy(network_g or TINY_ENLCN),
-        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
-        'train': {
-            'ema_decay': ema_decay, 'optim_g': {'type': 'Adam', 'lr': 1e-3},
-            'scheduler': {'type': 'MultiStepLR', 'milestones': [1000], 'gamma': 0.5},
-            'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
-            'contrastive_opt': copy.deepcopy(contrastive_opt), **train
+        'path': {
+            'pretrain_network_g': None,
+            'strict_load_g': True,
+            'resume_state': None
         },
-        'val': {'metrics': {}}
+        'train': {
+            'ema_decay': ema_decay,
+            'optim_g': {
+                'type': 'Adam',
+                'lr': 1e-3
+            },
+            'scheduler': {
+                'type': 'MultiStepLR',
+                'milestones': [1000],
+                'gamma': 0.5
+            },
+            'pixel_opt': {
+                'type': 'L1Loss',
+                'loss_weight': 1.0
+            },
+            'contrastive_opt': copy.deepcopy(contrastive_opt),
+            **train
+        },
+        'val': {
+            'metrics': {}
+        }
     }
 
 
 def batch(seed=0, size=8):
     generator = torch.Generator().manual_seed(seed)
-    return {'lq': torch.rand(2, 3, size, size, generator=generator),
-            'gt': torch.rand(2, 3, 2 * size, 2 * size, generator=generator)}
+    return {
+        'lq': torch.rand(2, 3, size, size, generator=generator),
+        'gt': torch.rand(2, 3, 2 * size, 2 * size, generator=generator)
+    }
 
 
 def train_steps(model, iterations, seed=0):
@@ -112,11 +147,23 @@ def test_ema_network_gets_the_random_features():
 
 
 @pytest.mark.parametrize('contrastive_opt, network_g, match', [
-    ({**CONTRAST, 'n3': 1}, None, r"train.contrastive_opt: unknown key\(s\) \['n3'\] for ENLCAContrastiveLoss"),
-    ([CONTRAST, {**CONTRAST, 'start_iter': -5}], None, r'train.contrastive_opt\[1\].start_iter must be an int >= 0'),
-    ({'type': 'L1Loss'}, None, r"train.contrastive_opt.type must be a contrastive loss, one of \['ENLCAContrast"),
-    ([CONTRAST], {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2},
-     r'train.contrastive_opt\[0\].type: ENLCAContrastiveLoss needs ENLCA blocks in network_g, found none'),
+    ({
+        **CONTRAST, 'n3': 1
+    }, None, r"train.contrastive_opt: unknown key\(s\) \['n3'\] for ENLCAContrastiveLoss"),
+    ([CONTRAST, {
+        **CONTRAST, 'start_iter': -5
+    }], None, r'train.contrastive_opt\[1\].start_iter must be an int >= 0'),
+    ({
+        'type': 'L1Loss'
+    }, None, r"train.contrastive_opt.type must be a contrastive loss, one of \['ENLCAContrast"),
+    ([CONTRAST], {
+        'type': 'EDSR',
+        'num_in_ch': 3,
+        'num_out_ch': 3,
+        'num_feat': 8,
+        'num_block': 1,
+        'upscale': 2
+    }, r'train.contrastive_opt\[0\].type: ENLCAContrastiveLoss needs ENLCA blocks in network_g, found none'),
 ])
 def test_bad_contrastive_opt(contrastive_opt, network_g, match):
     with pytest.raises(ValueError, match=match):

@@ -41,8 +41,19 @@ def test_model_test_runs_tiled_and_matches_the_whole_image(tile):
     import basicsr_nlattn  # noqa: F401
     from basicsr_nlattn.models import ContrastiveSRModel
     network_g = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 2, 'upscale': 2}
-    opt = {'is_train': False, 'dist': False, 'num_gpu': 0, 'rank': 0, 'world_size': 1, 'scale': 2,
-           'network_g': network_g, 'path': {}, 'val': {'tile': tile}}
+    opt = {
+        'is_train': False,
+        'dist': False,
+        'num_gpu': 0,
+        'rank': 0,
+        'world_size': 1,
+        'scale': 2,
+        'network_g': network_g,
+        'path': {},
+        'val': {
+            'tile': tile
+        }
+    }
     tiled = ContrastiveSRModel(opt)
     whole = ContrastiveSRModel({**opt, 'val': {}})
     whole.net_g.load_state_dict(tiled.net_g.state_dict())
@@ -54,11 +65,24 @@ def test_model_test_runs_tiled_and_matches_the_whole_image(tile):
 
 
 @pytest.mark.parametrize('tile, match', [
-    ({'size': 0}, r'val.tile.size must be an int >= 1'),
-    ({'size': 64, 'overlap': -1}, r'val.tile.overlap must be an int >= 0'),
-    ({'size': 64, 'shave': 10}, r"val.tile: unknown key\(s\) \['shave'\] for mode 'tile'"),
-    ({'mode': 'quadrants'}, r"val.tile.mode must be one of \['chop', 'tile'\]"),
-    ({'mode': 'chop', 'min_size': 0}, r'val.tile.min_size must be an int >= 1'),
+    ({
+        'size': 0
+    }, r'val.tile.size must be an int >= 1'),
+    ({
+        'size': 64,
+        'overlap': -1
+    }, r'val.tile.overlap must be an int >= 0'),
+    ({
+        'size': 64,
+        'shave': 10
+    }, r"val.tile: unknown key\(s\) \['shave'\] for mode 'tile'"),
+    ({
+        'mode': 'quadrants'
+    }, r"val.tile.mode must be one of \['chop', 'tile'\]"),
+    ({
+        'mode': 'chop',
+        'min_size': 0
+    }, r'val.tile.min_size must be an int >= 1'),
     ([64, 16], r'val.tile must be a mapping'),
 ])
 def test_bad_tile_options(tile, match):

@@ -95,8 +95,11 @@ class ENLCA(RecordsContrastiveFeatures):
         core_dtype = torch.promote_types(x.dtype, torch.float32)
         with torch.autocast(device_type=x.device.type, enabled=False):
             attended = random_feature_attention(
-                query.to(core_dtype) * scale, key.to(core_dtype) * scale, value.to(core_dtype),
-                self.random_features.to(core_dtype), eps=self.eps)
+                query.to(core_dtype) * scale,
+                key.to(core_dtype) * scale,
+                value.to(core_dtype),
+                self.random_features.to(core_dtype),
+                eps=self.eps)
         attended = attended.transpose(1, 2).reshape(b, c, h, w).to(x.dtype)
         return x + self.res_scale * attended
 
@@ -104,4 +107,3 @@ class ENLCA(RecordsContrastiveFeatures):
         num_rows, num_cols = self.random_features.shape
         return (f'amplification={self.amplification}, num_random_features={num_rows}, embed_dim={num_cols}, '
                 f'res_scale={self.res_scale}, redraw_interval={self.redraw_interval}')
-

@@ -13,7 +13,9 @@ import torch
 from torch import Tensor
 
 
-def orthogonal_gaussian_matrix(num_rows: int, num_cols: int, generator: Optional[torch.Generator] = None,
+def orthogonal_gaussian_matrix(num_rows: int,
+                               num_cols: int,
+                               generator: Optional[torch.Generator] = None,
                                dtype: torch.dtype = torch.float32) -> Tensor:
     """Random matrix F (m x c) whose rows are marginally N(0, I_c) and orthogonal within each block of c rows.
 
@@ -40,7 +42,11 @@ def orthogonal_gaussian_matrix(num_rows: int, num_cols: int, generator: Optional
     return (rows * norms[:, None]).to(dtype)
 
 
-def softmax_kernel_features(x: Tensor, projection: Tensor, *, is_query: bool, eps: float = 1e-4,
+def softmax_kernel_features(x: Tensor,
+                            projection: Tensor,
+                            *,
+                            is_query: bool,
+                            eps: float = 1e-4,
                             stabilize: bool = True) -> Tensor:
     """phi(x) = m^-1/2 (exp(F x - |x|^2 / 2 - s) + eps), so that phi(q)^T phi(k) estimates exp(q^T k) (Eq. 4).
 
@@ -67,7 +73,10 @@ def softmax_kernel_features(x: Tensor, projection: Tensor, *, is_query: bool, ep
     return (torch.exp(exponent) + eps) / math.sqrt(projection.shape[0])
 
 
-def random_feature_attention(query: Tensor, key: Tensor, value: Tensor, projection: Tensor,
+def random_feature_attention(query: Tensor,
+                             key: Tensor,
+                             value: Tensor,
+                             projection: Tensor,
                              eps: float = 1e-4) -> Tensor:
     """Y = D^-1 (phi(Q)^T (phi(K) V^T)), D = diag(phi(Q)^T (phi(K) 1_N)) (Eq. 5-6), in O(N m c).
 

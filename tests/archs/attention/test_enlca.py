@@ -66,8 +66,8 @@ def test_linear_order_equals_the_explicit_kernel_matrix():
     phi_k = softmax_kernel_features(key, projection, is_query=False)
     kernel = phi_q @ phi_k.transpose(1, 2)  # (b, n, n), brute force
     expected = (kernel / kernel.sum(-1, keepdim=True)) @ value
-    torch.testing.assert_close(random_feature_attention(query, key, value, projection), expected, rtol=1e-10,
-                               atol=1e-12)
+    torch.testing.assert_close(
+        random_feature_attention(query, key, value, projection), expected, rtol=1e-10, atol=1e-12)
 
 
 def test_detached_stabiliser_keeps_the_exact_gradient():
@@ -172,11 +172,21 @@ def test_yaml_style_construction_and_parameter_count():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    ({'amplification': 0}, 'ENLCA.amplification must be > 0'),
-    ({'amplification': -1.5}, 'ENLCA.amplification must be > 0'),
-    ({'num_random_features': 0}, 'ENLCA.num_random_features must be >= 1'),
-    ({'reduction': 32}, 'ENLCA.num_feat // reduction must be >= 1'),
-    ({'redraw_interval': -1}, 'ENLCA.redraw_interval must be >= 0'),
+    ({
+        'amplification': 0
+    }, 'ENLCA.amplification must be > 0'),
+    ({
+        'amplification': -1.5
+    }, 'ENLCA.amplification must be > 0'),
+    ({
+        'num_random_features': 0
+    }, 'ENLCA.num_random_features must be >= 1'),
+    ({
+        'reduction': 32
+    }, 'ENLCA.num_feat // reduction must be >= 1'),
+    ({
+        'redraw_interval': -1
+    }, 'ENLCA.redraw_interval must be >= 0'),
 ])
 def test_bad_block_options(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -1,0 +1,191 @@
+"""Side-by-side measurements of the attention blocks and the contrastive loss (a script, never a test).
+
+Every row is measured in the same process, one after the other, so ratios are meaningful on the machine that ran
+them. Time: median of ``repeats`` forward+backward passes after one warm-up pass. Memory: the peak, during one
+forward+backward pass, of what the pass allocated and had not yet freed: on CUDA from the allocator's statistics,
+on the CPU from the profiler's allocation trace (``torch.profiler`` with ``profile_memory``).
+"""
+import json
+import math
+import platform
+import statistics
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from basicsr_nlattn.archs.attention.enlca import ENLCA
+
+
+def _cpu_peak_bytes(step: Callable[[], None]) -> int:
+    """Peak of the bytes allocated by ``step`` and not yet freed, replayed from the profiler's CPU allocation
+    trace (each op's own allocations at its start, frees as ``[memory]`` events)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as profiler:
+        step()
+    changes = sorted((event.time_range.start, event.self_cpu_memory_usage) for event in profiler.events()
+                     if event.self_cpu_memory_usage)
+    live = peak = 0
+    for _, change in changes:
+        live += change
+        peak = max(peak, live)
+    return peak
+
+
+def measure(run: Callable[[], Tensor], device: torch.device, repeats: int) -> Dict[str, float]:
+    """Median seconds of forward+backward of ``run`` and its peak memory in MB (module docstring)."""
+
+    def step() -> None:
+        run().sum().backward()
+
+    step()
+    timings = []
+    for _ in range(repeats):
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        step()
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        timings.append(time.perf_counter() - start)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.memory_allocated(device)
+        step()
+        memory = torch.cuda.max_memory_allocated(device) - baseline
+    else:
+        memory = _cpu_peak_bytes(step)
+    return {'seconds': statistics.median(timings), 'memory_mb': memory / 2**20}
+
+
+class ExactAttention(nn.Module):
+    """ENLCA's convolutions and embeddings with exact softmax attention (``scaled_dot_product_attention``)."""
+
+    def __init__(self, block: ENLCA) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        block, scale = self.block, math.sqrt(self.block.amplification)
+        query = F.normalize(block.query_conv(x).flatten(2).transpose(1, 2), dim=-1) * scale
+        key = F.normalize(block.key_conv(x).flatten(2).transpose(1, 2), dim=-1) * scale
+        value = block.value_conv(x).flatten(2).transpose(1, 2)
+        attended = F.scaled_dot_product_attention(query, key, value, scale=1.0)  # (b, hw, c)
+        return x + block.res_scale * attended.transpose(1, 2).reshape(b, c, h, w)
+
+
+def bench_attention(sizes: Sequence[int],
+                    num_feat: int = 64,
+                    reduction: int = 1,
+                    num_random_features: int = 128,
+                    batch: int = 1,
+                    device: str = 'cpu',
+                    repeats: int = 3) -> List[Dict[str, float]]:
+    """ENLCA against exact attention on the same embeddings, forward+backward, at size x size inputs."""
+    torch.manual_seed(0)
+    target = torch.device(device)
+    block = ENLCA(num_feat, reduction=reduction, num_random_features=num_random_features).to(target)
+    rows = []
+    for size in sizes:
+        x = torch.randn(batch, num_feat, size, size, device=target, requires_grad=True)
+        row = {'size': size, 'positions': size * size}
+        for name, module in (('enlca', block), ('exact', ExactAttention(block))):
+            result = measure(lambda module=module: module(x), target, repeats)
+            row.update({f'{name}_seconds': result['seconds'], f'{name}_memory_mb': result['memory_mb']})
+        row['time_ratio'] = row['exact_seconds'] / row['enlca_seconds']
+        row['memory_ratio'] = row['exact_memory_mb'] / row['enlca_memory_mb']
+        rows.append(row)
+    return rows
+
+
+def full_sort_contrastive_loss(query: Tensor, key: Tensor, num_pos: int, negative_start: int, margin: float,
+                               amplification: float) -> Tensor:
+    """The official formulation: the whole (B, N, N) similarity sorted per row (reference for the benchmark)."""
+    ranked = (amplification * query @ key.transpose(1, 2)).sort(dim=-1, descending=True).values
+    positive = ranked[..., :num_pos].exp().mean(-1)
+    negative = ranked[..., negative_start:negative_start + num_pos].exp().mean(-1)
+    return F.relu(-torch.log(positive / negative) + margin).mean()
+
+
+def bench_contrastive_loss(batch: int = 16,
+                           size: int = 48,
+                           channels: int = 64,
+                           device: str = 'cpu',
+                           repeats: int = 2) -> Dict[str, float]:
+    """Chunked top-k loss against the full sort at the paper's training size (batch 16, LR patch 48)."""
+    from basicsr_nlattn.losses.enlca_loss import enlca_contrastive_loss, resolve_count
+    target = torch.device(device)
+    positions = size * size
+    generator = torch.Generator(device=target).manual_seed(0)
+    query = F.normalize(torch.randn(batch, positions, channels, device=target, generator=generator), dim=-1)
+    key = F.normalize(torch.randn(batch, positions, channels, device=target, generator=generator), dim=-1)
+    query.requires_grad_()
+    key.requires_grad_()
+    num_pos, negative_start = resolve_count(0.02, positions), resolve_count(0.08, positions)
+    ours = measure(lambda: enlca_contrastive_loss(query, key, 0.02, 0.08, 1.0, 6.0), target, repeats)
+    full = measure(lambda: full_sort_contrastive_loss(query, key, num_pos, negative_start, 1.0, 6.0), target, repeats)
+    return {
+        'batch': batch,
+        'size': size,
+        'channels': channels,
+        'chunked_seconds': ours['seconds'],
+        'chunked_memory_mb': ours['memory_mb'],
+        'full_sort_seconds': full['seconds'],
+        'full_sort_memory_mb': full['memory_mb'],
+        'memory_ratio': full['memory_mb'] / ours['memory_mb']
+    }
+
+
+def format_attention_table(rows: List[Dict[str, float]]) -> str:
+    lines = [
+        '| input | positions | ENLCA ms | exact ms | exact / ENLCA time | ENLCA MB | exact MB | exact / ENLCA memory |',
+        '| --- | --- | --- | --- | --- | --- | --- | --- |'
+    ]
+    for row in rows:
+        lines.append(f"| {row['size']}x{row['size']} | {row['positions']} | {1e3 * row['enlca_seconds']:.1f} | "
+                     f"{1e3 * row['exact_seconds']:.1f} | {row['time_ratio']:.2f} | {row['enlca_memory_mb']:.1f} | "
+                     f"{row['exact_memory_mb']:.1f} | {row['memory_ratio']:.2f} |")
+    return '\n'.join(lines)
+
+
+def format_loss_table(row: Dict[str, float]) -> str:
+    return '\n'.join([
+        '| contrastive loss (batch, size, channels) | chunked top-k ms | full sort ms | chunked MB | full sort MB | '
+        'full / chunked memory |', '| --- | --- | --- | --- | --- | --- |',
+        f"| {row['batch']}, {row['size']}x{row['size']}, {row['channels']} | {1e3 * row['chunked_seconds']:.0f} | "
+        f"{1e3 * row['full_sort_seconds']:.0f} | {row['chunked_memory_mb']:.1f} | {row['full_sort_memory_mb']:.1f} | "
+        f"{row['memory_ratio']:.1f} |"
+    ])
+
+
+def run_benchmarks(sizes: Sequence[int],
+                   num_feat: int,
+                   num_random_features: int,
+                   device: str,
+                   repeats: int,
+                   with_loss: bool = True,
+                   json_path: Optional[str] = None) -> Dict[str, Any]:
+    """Run both comparisons, print them as markdown tables (with the machine), optionally write JSON."""
+    on_cuda = device.startswith('cuda')
+    machine = (
+        torch.cuda.get_device_name(device)
+        if on_cuda else f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads')
+    print(f"Machine: {machine}; torch {torch.__version__}; memory: "
+          f"{'peak allocated (CUDA allocator)' if on_cuda else 'peak allocated (profiler trace)'} per pass")
+    rows = bench_attention(
+        sizes, num_feat=num_feat, reduction=1, num_random_features=num_random_features, device=device, repeats=repeats)
+    print(f'\nENLCA (m = {num_random_features}) against exact softmax attention, {num_feat} channels, '
+          'forward + backward, batch 1:')
+    print(format_attention_table(rows))
+    results: Dict[str, Any] = {'machine': machine, 'torch': torch.__version__, 'attention': rows}
+    if with_loss:
+        results['contrastive_loss'] = bench_contrastive_loss(device=device)
+        print('\nENLCA contrastive loss, n1 = 2 %, n2 = 8 %, forward + backward:')
+        print(format_loss_table(results['contrastive_loss']))
+    if json_path:
+        with open(json_path, 'w', encoding='utf-8') as file:
+            json.dump(results, file, indent=2)
+        print(f'\nWrote {json_path}')
+    return results

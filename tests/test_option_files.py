@@ -1,0 +1,56 @@
+"""Every shipped option file loads, names registered classes, and states the papers' recipes."""
+import glob
+from os import path as osp
+
+import pytest
+import torch
+from basicsr.archs import build_network
+from conftest import REPO_ROOT
+
+import basicsr_nlattn  # noqa: F401
+from basicsr_nlattn.models.contrastive_sr_model import parse_contrastive_opt
+from basicsr_nlattn.models.tiled_inference import parse_tile_options
+from basicsr_nlattn.utils.option_check import _check_registered, _typed_entries, load_option_file
+
+OPTION_FILES = sorted(glob.glob(osp.join(REPO_ROOT, 'options', '**', '*.yml'), recursive=True))
+ENLCN_MILLIONS = {2: 41.22, 3: 44.17, 4: 43.58}
+
+
+@pytest.mark.parametrize('option_file', OPTION_FILES, ids=lambda p: osp.relpath(p, REPO_ROOT))
+def test_option_file_names_registered_classes(option_file):
+    opt = load_option_file(option_file)
+    for key, name, kind in _typed_entries(opt):
+        _check_registered(key, name, kind)
+    parse_contrastive_opt(opt.get('train', {}).get('contrastive_opt'))
+    parse_tile_options((opt.get('val') or {}).get('tile'))
+    for metric in (opt.get('val') or {}).get('metrics', {}).values():
+        assert metric['crop_border'] == opt['scale'] and metric['test_y_channel'] is True
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_enlcn_train_options_state_the_paper_recipe(scale):
+    opt = load_option_file(osp.join(REPO_ROOT, 'options', f'train_ENLCN_x{scale}.yml'))
+    assert opt['scale'] == opt['network_g']['upscale'] == scale
+    train_set = opt['datasets']['train']
+    assert train_set['io_backend']['type'] == 'lmdb' and train_set['dataroot_gt'].endswith('.lmdb')
+    assert train_set['gt_size'] == 48 * scale and train_set['batch_size_per_gpu'] == 16
+    train = opt['train']
+    assert train['optim_g'] == {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]}
+    assert train['scheduler']['milestones'] == [200000, 400000, 600000, 800000]
+    assert train['scheduler']['gamma'] == 0.5 and train['total_iter'] == 1000000
+    contrast = train['contrastive_opt']
+    assert (contrast['loss_weight'], contrast['n1'], contrast['n2'], contrast['margin'],
+            contrast['start_iter']) == (1e-3, 0.02, 0.08, 1.0, 150000)
+    with torch.device('meta'):
+        net = build_network(opt['network_g'])
+    assert abs(sum(p.numel() for p in net.parameters()) / 1e6 - ENLCN_MILLIONS[scale]) < 0.01
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_enlcn_test_options_cover_the_five_benchmarks(scale):
+    opt = load_option_file(osp.join(REPO_ROOT, 'options', f'test_ENLCN_x{scale}.yml'))
+    names = [dataset['name'] for dataset in opt['datasets'].values()]
+    assert names == ['Set5', 'Set14', 'B100', 'Urban100', 'Manga109']
+    assert all(f'LRbicx{scale}' in dataset['dataroot_lq'] for dataset in opt['datasets'].values())
+    assert opt['val']['tile'] == {'mode': 'chop'}
+    assert opt['path']['pretrain_network_g'].endswith(f'ENLCN_x{scale}.pth')

@@ -1,0 +1,154 @@
+"""Converter: a synthetic official checkpoint (the official key layout, random values) converted and loaded
+strictly gives the same output as an independent forward written over the official layout."""
+import json
+import math
+from os import path as osp
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import check_ok, run_basicsr
+
+import basicsr_nlattn  # noqa: F401
+from basicsr_nlattn import cli
+from basicsr_nlattn.utils.convert import NETWORKS, CheckpointError, convert_checkpoint, convert_state_dict
+
+KEYS = json.load(open(osp.join(osp.dirname(osp.dirname(__file__)), 'data', 'official_state_dict_keys.json')))
+RGB_MEAN = torch.tensor([0.4488, 0.4371, 0.4040])
+
+
+def synthetic_official(name, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in KEYS[name]:
+        if key.endswith('mean.weight'):
+            state[key] = torch.eye(3).view(3, 3, 1, 1)
+        elif key == 'sub_mean.bias':
+            state[key] = -RGB_MEAN
+        elif key == 'add_mean.bias':
+            state[key] = RGB_MEAN.clone()
+        elif key.endswith('projection_matrix'):
+            state[key] = torch.randn(*shape, generator=generator)
+        else:
+            fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
+            state[key] = torch.randn(*shape, generator=generator) / math.sqrt(fan_in) * (0.5 if len(shape) > 1 else 0.1)
+    return state
+
+
+def official_enlca(state, prefix, x, amplification=6.0, res_scale=0.1, eps=1e-4):
+    """ENLCA over the official keys, with the explicit N x N kernel matrix (Performer-style stabilised features)."""
+    b, c, h, w = x.shape
+
+    def embed(name):
+        return F.conv2d(x, state[f'{prefix}{name}.0.weight'], state[f'{prefix}{name}.0.bias']).flatten(2)
+
+    query = F.normalize(embed('conv_match1'), dim=1) * math.sqrt(amplification)  # (b, c', n)
+    key = F.normalize(embed('conv_match2'), dim=1) * math.sqrt(amplification)
+    value = embed('conv_assembly')  # (b, c, n)
+    projection = state[f'{prefix}attn_fn.projection_matrix']  # (m, c')
+    m = projection.shape[0]
+    query_proj, key_proj = projection @ query, projection @ key  # (b, m, n)
+    phi_q = torch.exp(query_proj - query.pow(2).sum(1, keepdim=True) / 2 - query_proj.amax(1, keepdim=True)) + eps
+    phi_k = torch.exp(key_proj - key.pow(2).sum(1, keepdim=True) / 2 - key_proj.amax((1, 2), keepdim=True)) + eps
+    kernel = (phi_q / math.sqrt(m)).transpose(1, 2) @ (phi_k / math.sqrt(m))  # (b, n, n)
+    attended = value @ (kernel / kernel.sum(-1, keepdim=True)).transpose(1, 2)  # (b, c, n)
+    return x + res_scale * attended.view(b, c, h, w)
+
+
+def official_forward(state, x, res_scale=0.1):
+    x = F.conv2d(x, state['sub_mean.weight'], state['sub_mean.bias'])
+    x = F.conv2d(x, state['head.0.weight'], state['head.0.bias'], padding=1)
+    res, index = x, 0
+    while f'body.{index}.weight' not in state:
+        prefix = f'body.{index}.'
+        if f'{prefix}conv_match1.0.weight' in state:
+            res = official_enlca(state, prefix, res)
+        else:
+            inner = F.relu(F.conv2d(res, state[f'{prefix}body.0.weight'], state[f'{prefix}body.0.bias'], padding=1))
+            res = res + res_scale * F.conv2d(
+                inner, state[f'{prefix}body.2.weight'], state[f'{prefix}body.2.bias'], padding=1)
+        index += 1
+    res = F.conv2d(res, state[f'body.{index}.weight'], state[f'body.{index}.bias'], padding=1) + x
+    step = 0
+    while f'tail.0.{step}.weight' in state:
+        weight = state[f'tail.0.{step}.weight']
+        res = F.pixel_shuffle(
+            F.conv2d(res, weight, state[f'tail.0.{step}.bias'], padding=1),
+            int(math.isqrt(weight.shape[0] // weight.shape[1])))
+        step += 2
+    out = F.conv2d(res, state['tail.1.weight'], state['tail.1.bias'], padding=1)
+    return F.conv2d(out, state['add_mean.weight'], state['add_mean.bias'])
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_converted_checkpoint_loads_strictly_and_reproduces_the_official_forward(tmp_path, scale):
+    official = synthetic_official(f'ENLCN_x{scale}', seed=scale)
+    torch.save(official, tmp_path / 'official.pt')
+    convert_checkpoint('ENLCN', scale, str(tmp_path / 'official.pt'), str(tmp_path / 'ours.pth'))
+    from basicsr_nlattn.models import ContrastiveSRModel
+    model = ContrastiveSRModel({
+        'is_train': False,
+        'dist': False,
+        'num_gpu': 0,
+        'rank': 0,
+        'world_size': 1,
+        'scale': scale,
+        'network_g': {
+            'type': 'ENLCN',
+            'upscale': scale
+        },
+        'path': {
+            'pretrain_network_g': str(tmp_path / 'ours.pth'),
+            'strict_load_g': True
+        },
+        'val': {}
+    })
+    lq = torch.rand(1, 3, 7, 9, generator=torch.Generator().manual_seed(1))
+    model.feed_data({'lq': lq})
+    model.test()
+    with torch.no_grad():
+        expected = official_forward(official, lq)
+    assert model.output.shape == (1, 3, 7 * scale, 9 * scale)
+    torch.testing.assert_close(model.output, expected, rtol=1e-4, atol=1e-4)
+    assert (model.output - lq.mean()).abs().mean() > 1e-2  # not a trivial, near-constant output
+    net = model.get_bare_model(model.net_g)
+    torch.testing.assert_close(net.body[9].random_features, official['body.9.attn_fn.projection_matrix'])
+
+
+def test_wrong_scale_and_wrong_arch_are_named():
+    with pytest.raises(
+            CheckpointError,
+            match=r"key 'tail.0.0.weight' has shape \(1024, 256, 3, 3\), an official "
+            r'ENLCN x3 has \(2304, 256, 3, 3\)'):
+        convert_state_dict(synthetic_official('ENLCN_x4'), 'ENLCN', 3)
+    with pytest.raises(CheckpointError, match=r"unexpected key 'tail.0.2.weight': not part of an official ENLCN x2"):
+        convert_state_dict(synthetic_official('ENLCN_x4'), 'ENLCN', 2)
+    with pytest.raises(CheckpointError, match=r"unexpected key 'body.0.conv_match.0.weight' for body entry 0"):
+        convert_state_dict(synthetic_official('NLSN_x2'), 'ENLCN', 2)
+    incomplete = synthetic_official('ENLCN_x2')
+    del incomplete['body.36.attn_fn.projection_matrix']
+    with pytest.raises(
+            CheckpointError, match=r"lacks 1 key\(s\) of an official ENLCN x2, first: "
+            r"\['body.36.random_features'\]"):
+        convert_state_dict(incomplete, 'ENLCN', 2)
+    shifted = synthetic_official('ENLCN_x2')
+    shifted['sub_mean.bias'] = torch.zeros(3)
+    with pytest.raises(CheckpointError, match='sub_mean.bias: the checkpoint subtracts the mean'):
+        convert_state_dict(shifted, 'ENLCN', 2)
+
+
+def test_cli_convert(tmp_path):
+    torch.save(synthetic_official('ENLCN_x4'), tmp_path / 'model_x4.pt')
+    result = run_basicsr(['convert', '--arch', 'ENLCN', '--scale', '2', 'model_x4.pt', 'out.pth'], cwd=str(tmp_path))
+    assert result.returncode == 2 and 'basicsr convert: error: ' in result.stderr and 'tail.0.' in result.stderr
+    assert not (tmp_path / 'out.pth').exists()
+    result = run_basicsr(['convert', '--arch', 'ENLCN', '--scale', '4', 'model_x4.pt', 'out.pth'], cwd=str(tmp_path))
+    check_ok(result)
+    assert 'pretrain_network_g: out.pth' in result.stdout
+    assert set(torch.load(tmp_path / 'out.pth', weights_only=True)) == {'params'}
+    result = run_basicsr(['convert', '--arch', 'ENLCN', '--scale', '4', 'missing.pt', 'x.pth'], cwd=str(tmp_path))
+    assert result.returncode == 2 and "input checkpoint 'missing.pt' does not exist" in result.stderr
+
+
+def test_cli_arch_choices_match_the_converter():
+    assert set(cli.CONVERTIBLE_ARCHS) == set(NETWORKS)
