@@ -18,7 +18,7 @@ COMMANDS = {
 }
 PIPELINES = ('train', 'test')
 # Kept here, not imported from utils.convert, so that --help does not import torch; a test keeps them in step.
-CONVERTIBLE_ARCHS = ('ENLCN', )
+CONVERTIBLE_ARCHS = ('ENLCN', 'NLSN')
 
 
 def _add_pipeline_arguments(parser: argparse.ArgumentParser, command: str) -> None:

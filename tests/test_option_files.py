@@ -13,7 +13,7 @@ from basicsr_nlattn.models.tiled_inference import parse_tile_options
 from basicsr_nlattn.utils.option_check import _check_registered, _typed_entries, load_option_file
 
 OPTION_FILES = sorted(glob.glob(osp.join(REPO_ROOT, 'options', '**', '*.yml'), recursive=True))
-ENLCN_MILLIONS = {2: 41.22, 3: 44.17, 4: 43.58}
+MILLIONS = {'ENLCN': {2: 41.22, 3: 44.17, 4: 43.58}, 'NLSN': {2: 41.80, 3: 44.75, 4: 44.16}}
 
 
 @pytest.mark.parametrize('option_file', OPTION_FILES, ids=lambda p: osp.relpath(p, REPO_ROOT))
@@ -27,10 +27,12 @@ def test_option_file_names_registered_classes(option_file):
         assert metric['crop_border'] == opt['scale'] and metric['test_y_channel'] is True
 
 
+@pytest.mark.parametrize('arch', ['ENLCN', 'NLSN'])
 @pytest.mark.parametrize('scale', [2, 3, 4])
-def test_enlcn_train_options_state_the_paper_recipe(scale):
-    opt = load_option_file(osp.join(REPO_ROOT, 'options', f'train_ENLCN_x{scale}.yml'))
-    assert opt['scale'] == opt['network_g']['upscale'] == scale
+def test_train_options_state_the_paper_recipe(arch, scale):
+    opt = load_option_file(osp.join(REPO_ROOT, 'options', f'train_{arch}_x{scale}.yml'))
+    assert opt['scale'] == opt['network_g']['upscale'] == scale and opt['network_g']['type'] == arch
+    assert opt['model_type'] == 'ContrastiveSRModel'
     train_set = opt['datasets']['train']
     assert train_set['io_backend']['type'] == 'lmdb' and train_set['dataroot_gt'].endswith('.lmdb')
     assert train_set['gt_size'] == 48 * scale and train_set['batch_size_per_gpu'] == 16
@@ -38,19 +40,26 @@ def test_enlcn_train_options_state_the_paper_recipe(scale):
     assert train['optim_g'] == {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]}
     assert train['scheduler']['milestones'] == [200000, 400000, 600000, 800000]
     assert train['scheduler']['gamma'] == 0.5 and train['total_iter'] == 1000000
-    contrast = train['contrastive_opt']
-    assert (contrast['loss_weight'], contrast['n1'], contrast['n2'], contrast['margin'],
-            contrast['start_iter']) == (1e-3, 0.02, 0.08, 1.0, 150000)
+    assert train['pixel_opt']['type'] == 'L1Loss'
+    if arch == 'ENLCN':
+        contrast = train['contrastive_opt']
+        assert (contrast['loss_weight'], contrast['n1'], contrast['n2'], contrast['margin'],
+                contrast['start_iter']) == (1e-3, 0.02, 0.08, 1.0, 150000)
+    else:
+        assert 'contrastive_opt' not in train
+        assert (opt['network_g']['chunk_size'], opt['network_g']['n_hashes']) == (144, 4)
     with torch.device('meta'):
         net = build_network(opt['network_g'])
-    assert abs(sum(p.numel() for p in net.parameters()) / 1e6 - ENLCN_MILLIONS[scale]) < 0.01
+    assert abs(sum(p.numel() for p in net.parameters()) / 1e6 - MILLIONS[arch][scale]) < 0.01
 
 
+@pytest.mark.parametrize('arch', ['ENLCN', 'NLSN'])
 @pytest.mark.parametrize('scale', [2, 3, 4])
-def test_enlcn_test_options_cover_the_five_benchmarks(scale):
-    opt = load_option_file(osp.join(REPO_ROOT, 'options', f'test_ENLCN_x{scale}.yml'))
+def test_test_options_cover_the_five_benchmarks(arch, scale):
+    opt = load_option_file(osp.join(REPO_ROOT, 'options', f'test_{arch}_x{scale}.yml'))
     names = [dataset['name'] for dataset in opt['datasets'].values()]
     assert names == ['Set5', 'Set14', 'B100', 'Urban100', 'Manga109']
     assert all(f'LRbicx{scale}' in dataset['dataroot_lq'] for dataset in opt['datasets'].values())
     assert opt['val']['tile'] == {'mode': 'chop'}
-    assert opt['path']['pretrain_network_g'].endswith(f'ENLCN_x{scale}.pth')
+    assert opt['path']['pretrain_network_g'].endswith(f'{arch}_x{scale}.pth')
+    assert opt['network_g']['type'] == arch and opt['network_g']['upscale'] == scale

@@ -2,5 +2,6 @@
 from basicsr_nlattn.archs import attention
 from basicsr_nlattn.archs.backbone import NonLocalEDSR
 from basicsr_nlattn.archs.enlcn_arch import ENLCN
+from basicsr_nlattn.archs.nlsn_arch import NLSN
 
-__all__ = ['ENLCN', 'NonLocalEDSR', 'attention']
+__all__ = ['ENLCN', 'NLSN', 'NonLocalEDSR', 'attention']

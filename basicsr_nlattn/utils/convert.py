@@ -1,7 +1,8 @@
 """Official checkpoints (EDSR-PyTorch layout) -> this package's layout, saved as ``{'params': state_dict}``.
 
-The official ENLCN code keeps the whole trunk in one ``body`` list (attention blocks, residual blocks, then the last
-conv) with ``head``/``tail`` around it and ``sub_mean``/``add_mean`` mean-shift convolutions. Ours follows
+The official ENLCN and NLSN code (both built on EDSR-PyTorch) keeps the whole trunk in one ``body`` list (attention
+blocks, residual blocks, then the last conv) with ``head``/``tail`` around it and ``sub_mean``/``add_mean``
+mean-shift convolutions. Ours follows
 BasicSR's EDSR names (``conv_first``, ``body``, ``conv_after_body``, ``upsample``, ``conv_last``) and keeps the mean
 as a derived buffer. The converter checks that the checkpoint is exactly the official network of the requested
 arch and scale (every key, every shape) before writing anything.
@@ -11,13 +12,15 @@ Usage: ``basicsr convert --arch ENLCN --scale 4 model_x4.pt ENLCN_x4.pth`` then
 """
 import os
 import re
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention.enlca import ENLCA
+from basicsr_nlattn.archs.attention.nlsa import NLSA
 from basicsr_nlattn.archs.enlcn_arch import ENLCN
+from basicsr_nlattn.archs.nlsn_arch import NLSN
 
 DEFAULT_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 ENLCA_KEYS = {
@@ -28,6 +31,12 @@ ENLCA_KEYS = {
     'conv_assembly.0.weight': 'value_conv.weight',
     'conv_assembly.0.bias': 'value_conv.bias',
     'attn_fn.projection_matrix': 'random_features',
+}
+NLSA_KEYS = {
+    'conv_match.0.weight': 'match_conv.weight',
+    'conv_match.0.bias': 'match_conv.bias',
+    'conv_assembly.0.weight': 'value_conv.weight',
+    'conv_assembly.0.bias': 'value_conv.bias',
 }
 RESIDUAL_KEYS = {
     'body.0.weight': 'conv1.weight',
@@ -41,7 +50,11 @@ class CheckpointError(ValueError):
     """The file is not the official checkpoint that was asked for; the message names the key."""
 
 
-def _trunk_key(official: str, body: nn.Sequential, attention_type: type) -> Optional[str]:
+AttentionKeys = Dict[str, str]
+
+
+def _trunk_key(official: str, body: nn.Sequential, attention_type: type,
+               attention_keys: AttentionKeys) -> Optional[str]:
     """Our name for one official key of the EDSR-PyTorch trunk, or None when it has no counterpart."""
     if official.startswith(('sub_mean.', 'add_mean.')):
         return None
@@ -62,7 +75,7 @@ def _trunk_key(official: str, body: nn.Sequential, attention_type: type) -> Opti
         return f'conv_after_body.{rest}'
     if index > len(body):
         raise CheckpointError(f"unexpected key '{official}': the body has {len(body) + 1} entries")
-    table = ENLCA_KEYS if isinstance(body[index], attention_type) else RESIDUAL_KEYS
+    table = attention_keys if isinstance(body[index], attention_type) else RESIDUAL_KEYS
     if rest not in table:
         raise CheckpointError(f"unexpected key '{official}' for body entry {index} "
                               f'({type(body[index]).__name__})')
@@ -88,7 +101,7 @@ def convert_state_dict(official: Dict[str, Tensor], arch: str, scale: int) -> Di
     expected = network.state_dict()
     converted = {}
     for key, tensor in official.items():
-        ours = _trunk_key(key, network.body, ATTENTION_TYPES[arch])
+        ours = _trunk_key(key, network.body, *ATTENTION_BLOCKS[arch])
         if ours is None:
             continue
         if ours not in expected:
@@ -133,5 +146,8 @@ def convert_checkpoint(arch: str, scale: int, input_path: str, output_path: str)
     return sorted(key for key in official if key.startswith(('sub_mean.', 'add_mean.')))
 
 
-NETWORKS: Dict[str, Callable[[int], nn.Module]] = {'ENLCN': lambda scale: ENLCN(upscale=scale)}
-ATTENTION_TYPES: Dict[str, type] = {'ENLCN': ENLCA}
+NETWORKS: Dict[str, Callable[[int], nn.Module]] = {
+    'ENLCN': lambda scale: ENLCN(upscale=scale),
+    'NLSN': lambda scale: NLSN(upscale=scale),
+}
+ATTENTION_BLOCKS: Dict[str, Tuple[type, Dict[str, str]]] = {'ENLCN': (ENLCA, ENLCA_KEYS), 'NLSN': (NLSA, NLSA_KEYS)}

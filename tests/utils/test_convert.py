@@ -55,6 +55,16 @@ def official_enlca(state, prefix, x, amplification=6.0, res_scale=0.1, eps=1e-4)
     return x + res_scale * attended.view(b, c, h, w)
 
 
+def official_nlsa_one_chunk(state, prefix, x, res_scale=0.1):
+    """NLSA over the official keys for an input of at most one chunk: exact attention, keys normalised."""
+    b, c, h, w = x.shape
+    embed = F.conv2d(x, state[f'{prefix}conv_match.0.weight'], state[f'{prefix}conv_match.0.bias'], padding=1)
+    embed = embed.flatten(2).transpose(1, 2)  # (b, n, c')
+    value = F.conv2d(x, state[f'{prefix}conv_assembly.0.weight'], state[f'{prefix}conv_assembly.0.bias'])
+    attention = torch.softmax(embed @ F.normalize(embed, dim=-1).transpose(1, 2), dim=-1)  # (b, n, n)
+    return x + res_scale * (value.flatten(2) @ attention.transpose(1, 2)).view(b, c, h, w)
+
+
 def official_forward(state, x, res_scale=0.1):
     x = F.conv2d(x, state['sub_mean.weight'], state['sub_mean.bias'])
     x = F.conv2d(x, state['head.0.weight'], state['head.0.bias'], padding=1)
@@ -63,6 +73,8 @@ def official_forward(state, x, res_scale=0.1):
         prefix = f'body.{index}.'
         if f'{prefix}conv_match1.0.weight' in state:
             res = official_enlca(state, prefix, res)
+        elif f'{prefix}conv_match.0.weight' in state:
+            res = official_nlsa_one_chunk(state, prefix, res)
         else:
             inner = F.relu(F.conv2d(res, state[f'{prefix}body.0.weight'], state[f'{prefix}body.0.bias'], padding=1))
             res = res + res_scale * F.conv2d(
@@ -80,11 +92,11 @@ def official_forward(state, x, res_scale=0.1):
     return F.conv2d(out, state['add_mean.weight'], state['add_mean.bias'])
 
 
-@pytest.mark.parametrize('scale', [2, 3, 4])
-def test_converted_checkpoint_loads_strictly_and_reproduces_the_official_forward(tmp_path, scale):
-    official = synthetic_official(f'ENLCN_x{scale}', seed=scale)
+@pytest.mark.parametrize('arch, scale', [('ENLCN', 2), ('ENLCN', 3), ('ENLCN', 4), ('NLSN', 2), ('NLSN', 4)])
+def test_converted_checkpoint_loads_strictly_and_reproduces_the_official_forward(tmp_path, arch, scale):
+    official = synthetic_official(f'{arch}_x{scale}', seed=scale)
     torch.save(official, tmp_path / 'official.pt')
-    convert_checkpoint('ENLCN', scale, str(tmp_path / 'official.pt'), str(tmp_path / 'ours.pth'))
+    convert_checkpoint(arch, scale, str(tmp_path / 'official.pt'), str(tmp_path / 'ours.pth'))
     from basicsr_nlattn.models import ContrastiveSRModel
     model = ContrastiveSRModel({
         'is_train': False,
@@ -94,7 +106,7 @@ def test_converted_checkpoint_loads_strictly_and_reproduces_the_official_forward
         'world_size': 1,
         'scale': scale,
         'network_g': {
-            'type': 'ENLCN',
+            'type': arch,
             'upscale': scale
         },
         'path': {
@@ -103,7 +115,7 @@ def test_converted_checkpoint_loads_strictly_and_reproduces_the_official_forward
         },
         'val': {}
     })
-    lq = torch.rand(1, 3, 7, 9, generator=torch.Generator().manual_seed(1))
+    lq = torch.rand(1, 3, 7, 9, generator=torch.Generator().manual_seed(1))  # 63 positions: one NLSA chunk
     model.feed_data({'lq': lq})
     model.test()
     with torch.no_grad():
@@ -111,8 +123,9 @@ def test_converted_checkpoint_loads_strictly_and_reproduces_the_official_forward
     assert model.output.shape == (1, 3, 7 * scale, 9 * scale)
     torch.testing.assert_close(model.output, expected, rtol=1e-4, atol=1e-4)
     assert (model.output - lq.mean()).abs().mean() > 1e-2  # not a trivial, near-constant output
-    net = model.get_bare_model(model.net_g)
-    torch.testing.assert_close(net.body[9].random_features, official['body.9.attn_fn.projection_matrix'])
+    if arch == 'ENLCN':
+        net = model.get_bare_model(model.net_g)
+        torch.testing.assert_close(net.body[9].random_features, official['body.9.attn_fn.projection_matrix'])
 
 
 def test_wrong_scale_and_wrong_arch_are_named():
@@ -125,6 +138,8 @@ def test_wrong_scale_and_wrong_arch_are_named():
         convert_state_dict(synthetic_official('ENLCN_x4'), 'ENLCN', 2)
     with pytest.raises(CheckpointError, match=r"unexpected key 'body.0.conv_match.0.weight' for body entry 0"):
         convert_state_dict(synthetic_official('NLSN_x2'), 'ENLCN', 2)
+    with pytest.raises(CheckpointError, match=r"unexpected key 'body.0.conv_match1.0.weight' for body entry 0"):
+        convert_state_dict(synthetic_official('ENLCN_x2'), 'NLSN', 2)
     incomplete = synthetic_official('ENLCN_x2')
     del incomplete['body.36.attn_fn.projection_matrix']
     with pytest.raises(

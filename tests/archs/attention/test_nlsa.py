@@ -1,0 +1,167 @@
+"""NLSA: exact attention within one chunk, Eq. 8-11 against a brute force over explicit buckets, reproducible
+evaluation, fresh training rotations, gradients."""
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from basicsr_nlattn.archs.attention import NLSA, combine_rounds, spherical_hash
+from basicsr_nlattn.archs.attention.nlsa import num_hash_buckets
+
+
+def _block(**kwargs):
+    torch.manual_seed(0)
+    return NLSA(16, reduction=2, **kwargs).double()
+
+
+def _embeddings(block, x):
+    embed = block.match_conv(x).flatten(2).transpose(1, 2)
+    return embed, F.normalize(embed, dim=-1), block.value_conv(x).flatten(2).transpose(1, 2)
+
+
+@pytest.mark.parametrize('n_hashes', [1, 2, 4])
+@pytest.mark.parametrize('size', [(3, 4), (4, 6)])  # 12 positions < chunk, and exactly one chunk of 24
+def test_one_chunk_is_exact_softmax_attention(n_hashes, size):
+    block = _block(chunk_size=24, n_hashes=n_hashes, res_scale=0.5)
+    x = torch.randn(2, 16, *size, dtype=torch.float64)
+    query, key, value = _embeddings(block, x)
+    exact = torch.softmax(query @ key.transpose(1, 2), dim=-1) @ value
+    expected = x + 0.5 * exact.transpose(1, 2).reshape(x.shape)
+    for mode in (block.train, block.eval):
+        mode()
+        torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-12)
+
+
+def brute_force_nlsa(query, key, value, codes, chunk_size):
+    """Eq. 8-11 for one batch item, written per query: sort by (code, position), pad with the sorted tail, chunk,
+    attend to the own and the neighbouring chunks (each once), combine rounds by Eq. 11."""
+    n = query.shape[0]
+    rounds_out, rounds_lse = [], []
+    for codes_r in codes:
+        order = sorted(range(n), key=lambda j: (int(codes_r[j]), j))
+        padding = (-n) % chunk_size
+        sequence = order + order[n - padding:] if padding else order
+        num_chunks = len(sequence) // chunk_size
+        out, lse = torch.empty_like(value), torch.empty(n, dtype=value.dtype)
+        for rank, i in enumerate(order):
+            own = rank // chunk_size
+            chunk_ids = sorted({own, (own - 1) % num_chunks, (own + 1) % num_chunks})
+            members = [sequence[c * chunk_size + t] for c in chunk_ids for t in range(chunk_size)]
+            logits = torch.stack([query[i] @ key[j] for j in members])
+            lse[i] = torch.logsumexp(logits, 0)
+            out[i] = (torch.softmax(logits, 0)[:, None] * value[members]).sum(0)
+        rounds_out.append(out)
+        rounds_lse.append(lse)
+    lse = torch.stack(rounds_lse)  # (r, n)
+    total = torch.logsumexp(lse, 0)
+    # Eq. 11: weight of round r = sum_{j in delta_r} f / sum_r' sum_{j in delta_r'} f
+    return sum(torch.exp(lse[r] - total)[:, None] * rounds_out[r] for r in range(len(rounds_out)))
+
+
+@pytest.mark.parametrize(
+    'size, chunk_size, n_hashes',
+    [
+        ((6, 8), 8, 2),  # 6 chunks, no padding, two rounds
+        ((5, 7), 8, 3),  # 35 positions: padded with the sorted tail
+        ((4, 5), 8, 2),  # 3 chunks (padded)
+        ((3, 5), 8, 2),  # 2 chunks: the neighbour once
+    ])
+def test_matches_brute_force_over_explicit_buckets(size, chunk_size, n_hashes):
+    block = _block(chunk_size=chunk_size, n_hashes=n_hashes, res_scale=1.0).eval()
+    x = torch.randn(2, 16, *size, dtype=torch.float64)
+    query, key, value = _embeddings(block, x)
+    n = size[0] * size[1]
+    codes = spherical_hash(query, block.rotations(query.shape[-1], n, x.device).double())
+    assert codes.unique().numel() > 1  # the buckets really partition the positions
+    output = block(x)
+    for item in range(2):
+        expected = brute_force_nlsa(query[item], key[item], value[item], codes[item], chunk_size)
+        torch.testing.assert_close(output[item], x[item] + expected.T.reshape(16, *size), rtol=1e-9, atol=1e-11)
+
+
+def test_round_combination_is_eq_11_by_hand():
+    outputs = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]], dtype=torch.float64)  # (b=1, r=2, n=1, c=2)
+    lse = torch.log(torch.tensor([[[3.0], [1.0]]], dtype=torch.float64))  # round sums of f: 3 and 1
+    torch.testing.assert_close(combine_rounds(outputs, lse), torch.tensor([[[0.75, 0.25]]], dtype=torch.float64))
+
+
+def test_bucket_count():
+    assert num_hash_buckets(144 * 10, 144) == 10
+    assert num_hash_buckets(144 * 7 + 5, 144) == 8  # made even
+    assert num_hash_buckets(100000, 144) == 128
+    assert num_hash_buckets(30, 144) == 2
+
+
+def test_evaluation_is_reproducible_training_is_fresh():
+    block = _block(chunk_size=8, n_hashes=2)
+    x = torch.randn(1, 16, 8, 8, dtype=torch.float64)
+    block.eval()
+    first, second = block(x), block(x)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    block.train()
+    torch.manual_seed(1)
+    a = block(x)
+    b = block(x)
+    assert (a - b).abs().max() > 1e-6
+
+
+def test_evaluation_is_reproducible_across_processes(tmp_path):
+    code = (
+        'import torch, basicsr_nlattn\n'
+        'from basicsr_nlattn.archs.attention import NLSA\n'
+        'torch.manual_seed(0)\n'
+        'block = NLSA(16, reduction=2, chunk_size=8, n_hashes=2).double().eval()\n'
+        'x = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)\n'
+        'torch.manual_seed(12345)\n'  # the global RNG must not matter in eval
+        f'torch.save(block(x), {str(tmp_path / "out.pt")!r})\n')
+    subprocess.run([sys.executable, '-c', code], check=True, capture_output=True)
+    torch.manual_seed(0)
+    block = NLSA(16, reduction=2, chunk_size=8, n_hashes=2).double().eval()
+    x = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), torch.load(tmp_path / 'out.pt'), rtol=0, atol=0)
+
+
+def test_gradients_reach_both_convolutions():
+    block = _block(chunk_size=8, n_hashes=2).float()
+    block(torch.randn(2, 16, 7, 9)).square().mean().backward()
+    for conv in (block.match_conv, block.value_conv):
+        assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+def test_n_hashes_can_change_at_test_time():
+    block = _block(chunk_size=8, n_hashes=4).eval()
+    state = block.state_dict()
+    x = torch.randn(1, 16, 8, 8, dtype=torch.float64)
+    four = block(x)
+    block.n_hashes = 8
+    assert block.state_dict().keys() == state.keys()
+    assert (block(x) - four).abs().max() > 1e-9
+
+
+def test_yaml_style_construction_and_parameter_count():
+    from basicsr.archs import build_network
+    block = build_network({'type': 'NLSA', 'num_feat': 256})
+    assert sum(p.numel() for p in block.parameters()) == 64 * 256 * 9 + 64 + 256 * 256 + 256
+    assert (block.chunk_size, block.n_hashes) == (144, 4)
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    ({
+        'chunk_size': 0
+    }, 'NLSA.chunk_size must be >= 1'),
+    ({
+        'n_hashes': 0
+    }, 'NLSA.n_hashes must be an int >= 1'),
+    ({
+        'max_buckets': 3
+    }, 'NLSA.max_buckets must be an even number >= 2'),
+    ({
+        'reduction': 32
+    }, 'NLSA.num_feat // reduction must be >= 1'),
+])
+def test_bad_block_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NLSA(16, **kwargs)
