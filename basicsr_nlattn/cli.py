@@ -15,6 +15,7 @@ COMMANDS = {
     'test': 'test a trained network on the datasets of an option file (BasicSR\'s test_pipeline)',
     'convert': 'convert an official checkpoint to this package\'s layout ({"params": state_dict})',
     'bench': 'time and memory of ENLCA against exact attention, and of the contrastive loss against a full sort',
+    'flops': 'GFLOPs of the attention cores beside the papers\' tables, or of an option file\'s network per module',
 }
 PIPELINES = ('train', 'test')
 # Kept here, not imported from utils.convert, so that --help does not import torch; a test keeps them in step.
@@ -64,8 +65,10 @@ def build_parser(commands: Optional[List[str]] = None) -> argparse.ArgumentParse
             _add_pipeline_arguments(subparser, command)
         elif command == 'convert':
             _add_convert_arguments(subparser)
-        else:
+        elif command == 'bench':
             _add_bench_arguments(subparser)
+        else:
+            _add_flops_arguments(subparser)
     return parser
 
 
@@ -94,6 +97,51 @@ def run_bench(args: argparse.Namespace) -> int:
         args.repeats,
         with_loss=not args.skip_loss,
         json_path=args.json)
+    return 0
+
+
+def _add_flops_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('-opt', metavar='FILE', help='count network_g of this option file instead of the cores')
+    parser.add_argument(
+        '--input_size',
+        type=int,
+        nargs=2,
+        default=[64, 64],
+        metavar=('H', 'W'),
+        help='LR input size for -opt. Default: 64 64')
+    parser.add_argument('--max_depth', type=int, default=2, help='module depth of the -opt table. Default: 2')
+
+
+def run_flops(args: argparse.Namespace) -> int:
+    """``basicsr flops``: the attention cores in both papers' settings, or one option file's network."""
+    from basicsr_nlattn.utils.option_check import OptionError, load_option_file
+    if min(args.input_size) < 1:
+        sys.stderr.write('basicsr flops: error: --input_size must be >= 1\n')
+        return 2
+    import basicsr_nlattn  # noqa: F401
+    from basicsr_nlattn.utils import complexity
+    if args.opt is None:
+        print('Attention cores at 100x100, 64 channels in and out; GFLOPs = 2 x multiply-accumulates (mmengine).')
+        print('\nENLCA paper, Table 4 setting (64-dim queries and keys):')
+        print(
+            complexity.format_core_table(
+                complexity.attention_core_gflops(64), complexity.ENLCA_TABLE_4, 'ENLCA Table 4'))
+        print('\nNLSA paper, Table 5 setting as we read it (16-dim queries and keys: NLA 16.0 exactly):')
+        print(
+            complexity.format_core_table(complexity.attention_core_gflops(16), complexity.NLSA_TABLE_5, 'NLSA Table 5'))
+        return 0
+    try:
+        opt = load_option_file(args.opt)
+        if 'network_g' not in opt:
+            raise OptionError(f"network_g: the option file '{args.opt}' has no network_g")
+    except OptionError as error:
+        sys.stderr.write(f'basicsr flops: error: {error}\n')
+        return 2
+    from basicsr.archs import build_network
+    net = build_network(opt['network_g'])
+    height, width = args.input_size
+    print(f"{opt['network_g']['type']} from {args.opt}, input 3x{height}x{width}; GFLOPs = 2 x multiply-accumulates")
+    print(complexity.network_complexity(net, (opt['network_g'].get('num_in_ch', 3), height, width), args.max_depth))
     return 0
 
 
@@ -168,6 +216,8 @@ def main(argv: Optional[List[str]] = None, commands: Optional[List[str]] = None)
         return run_convert(args)
     if args.command == 'bench':
         return run_bench(args)
+    if args.command == 'flops':
+        return run_flops(args)
     return run_pipeline(args.command, args.opt, _forwarded_argv(args))
 
 

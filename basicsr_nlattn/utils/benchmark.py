@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention.enlca import ENLCA
+from basicsr_nlattn.archs.attention.nlsa import NLSA
 
 
 def _cpu_peak_bytes(step: Callable[[], None]) -> int:
@@ -82,21 +83,34 @@ def bench_attention(sizes: Sequence[int],
                     num_random_features: int = 128,
                     batch: int = 1,
                     device: str = 'cpu',
-                    repeats: int = 3) -> List[Dict[str, float]]:
-    """ENLCA against exact attention on the same embeddings, forward+backward, at size x size inputs."""
+                    repeats: int = 3,
+                    nlsa_rounds: Sequence[int] = (1, 2, 4, 8)) -> List[Dict[str, Any]]:
+    """Exact attention, ENLCA and NLSA-r blocks on the same input, forward+backward, at size x size inputs.
+
+    Every block has ``num_feat`` channels in and out and ``num_feat // reduction``-dim queries and keys; the exact
+    block is ENLCA's convolutions and embeddings with ``scaled_dot_product_attention``. Ratios are to exact.
+    """
     torch.manual_seed(0)
     target = torch.device(device)
-    block = ENLCA(num_feat, reduction=reduction, num_random_features=num_random_features).to(target)
+    enlca = ENLCA(num_feat, reduction=reduction, num_random_features=num_random_features).to(target)
+    blocks = [('exact', ExactAttention(enlca)), (f'ENLCA-m{num_random_features}', enlca)]
+    blocks += [(f'NLSA-r{r}', NLSA(num_feat, reduction=reduction, n_hashes=r).to(target)) for r in nlsa_rounds]
     rows = []
     for size in sizes:
         x = torch.randn(batch, num_feat, size, size, device=target, requires_grad=True)
-        row = {'size': size, 'positions': size * size}
-        for name, module in (('enlca', block), ('exact', ExactAttention(block))):
+        exact = None
+        for name, module in blocks:
             result = measure(lambda module=module: module(x), target, repeats)
-            row.update({f'{name}_seconds': result['seconds'], f'{name}_memory_mb': result['memory_mb']})
-        row['time_ratio'] = row['exact_seconds'] / row['enlca_seconds']
-        row['memory_ratio'] = row['exact_memory_mb'] / row['enlca_memory_mb']
-        rows.append(row)
+            exact = exact or result
+            rows.append({
+                'size': size,
+                'positions': size * size,
+                'method': name,
+                'seconds': result['seconds'],
+                'memory_mb': result['memory_mb'],
+                'time_vs_exact': result['seconds'] / exact['seconds'],
+                'memory_vs_exact': result['memory_mb'] / exact['memory_mb']
+            })
     return rows
 
 
@@ -138,15 +152,11 @@ def bench_contrastive_loss(batch: int = 16,
     }
 
 
-def format_attention_table(rows: List[Dict[str, float]]) -> str:
-    lines = [
-        '| input | positions | ENLCA ms | exact ms | exact / ENLCA time | ENLCA MB | exact MB | exact / ENLCA memory |',
-        '| --- | --- | --- | --- | --- | --- | --- | --- |'
-    ]
+def format_attention_table(rows: List[Dict[str, Any]]) -> str:
+    lines = ['| input | method | ms | MB | time / exact | memory / exact |', '| --- | --- | --- | --- | --- | --- |']
     for row in rows:
-        lines.append(f"| {row['size']}x{row['size']} | {row['positions']} | {1e3 * row['enlca_seconds']:.1f} | "
-                     f"{1e3 * row['exact_seconds']:.1f} | {row['time_ratio']:.2f} | {row['enlca_memory_mb']:.1f} | "
-                     f"{row['exact_memory_mb']:.1f} | {row['memory_ratio']:.2f} |")
+        lines.append(f"| {row['size']}x{row['size']} | {row['method']} | {1e3 * row['seconds']:.1f} | "
+                     f"{row['memory_mb']:.1f} | {row['time_vs_exact']:.3f} | {row['memory_vs_exact']:.3f} |")
     return '\n'.join(lines)
 
 
@@ -176,8 +186,8 @@ def run_benchmarks(sizes: Sequence[int],
           f"{'peak allocated (CUDA allocator)' if on_cuda else 'peak allocated (profiler trace)'} per pass")
     rows = bench_attention(
         sizes, num_feat=num_feat, reduction=1, num_random_features=num_random_features, device=device, repeats=repeats)
-    print(f'\nENLCA (m = {num_random_features}) against exact softmax attention, {num_feat} channels, '
-          'forward + backward, batch 1:')
+    print(f'\nAttention blocks against exact softmax attention, {num_feat} channels in and out, {num_feat}-dim '
+          'queries and keys, forward + backward, batch 1:')
     print(format_attention_table(rows))
     results: Dict[str, Any] = {'machine': machine, 'torch': torch.__version__, 'attention': rows}
     if with_loss:
