@@ -13,7 +13,23 @@ from basicsr_nlattn.models.tiled_inference import parse_tile_options
 from basicsr_nlattn.utils.option_check import _check_registered, _typed_entries, load_option_file
 
 OPTION_FILES = sorted(glob.glob(osp.join(REPO_ROOT, 'options', '**', '*.yml'), recursive=True))
-MILLIONS = {'ENLCN': {2: 41.22, 3: 44.17, 4: 43.58}, 'NLSN': {2: 41.80, 3: 44.75, 4: 44.16}}
+MILLIONS = {
+    'ENLCN': {
+        2: 41.22,
+        3: 44.17,
+        4: 43.58
+    },
+    'NLSN': {
+        2: 41.80,
+        3: 44.75,
+        4: 44.16
+    },
+    'CCLNN': {
+        2: 48.07,
+        3: 51.02,
+        4: 50.43
+    }
+}
 
 
 @pytest.mark.parametrize('option_file', OPTION_FILES, ids=lambda p: osp.relpath(p, REPO_ROOT))
@@ -27,7 +43,7 @@ def test_option_file_names_registered_classes(option_file):
         assert metric['crop_border'] == opt['scale'] and metric['test_y_channel'] is True
 
 
-@pytest.mark.parametrize('arch', ['ENLCN', 'NLSN'])
+@pytest.mark.parametrize('arch', ['ENLCN', 'NLSN', 'CCLNN'])
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_train_options_state_the_paper_recipe(arch, scale):
     opt = load_option_file(osp.join(REPO_ROOT, 'options', f'train_{arch}_x{scale}.yml'))
@@ -37,7 +53,8 @@ def test_train_options_state_the_paper_recipe(arch, scale):
     assert train_set['io_backend']['type'] == 'lmdb' and train_set['dataroot_gt'].endswith('.lmdb')
     assert train_set['gt_size'] == 48 * scale and train_set['batch_size_per_gpu'] == 16
     train = opt['train']
-    assert train['optim_g'] == {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]}
+    betas = [0.9, 0.999] if arch == 'CCLNN' else [0.9, 0.99]
+    assert train['optim_g'] == {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': betas}
     assert train['scheduler']['milestones'] == [200000, 400000, 600000, 800000]
     assert train['scheduler']['gamma'] == 0.5 and train['total_iter'] == 1000000
     assert train['pixel_opt']['type'] == 'L1Loss'
@@ -45,6 +62,10 @@ def test_train_options_state_the_paper_recipe(arch, scale):
         contrast = train['contrastive_opt']
         assert (contrast['loss_weight'], contrast['n1'], contrast['n2'], contrast['margin'],
                 contrast['start_iter']) == (1e-3, 0.02, 0.08, 1.0, 150000)
+    elif arch == 'CCLNN':
+        contrast = train['contrastive_opt']
+        assert (contrast['type'], contrast['loss_weight'], contrast['n'], contrast['margin'],
+                contrast['start_iter']) == ('CCAContrastiveLoss', 4e-3, 0.10 if scale == 4 else 0.15, 1.0, 150000)
     else:
         assert 'contrastive_opt' not in train
         assert (opt['network_g']['chunk_size'], opt['network_g']['n_hashes']) == (144, 4)
@@ -53,7 +74,7 @@ def test_train_options_state_the_paper_recipe(arch, scale):
     assert abs(sum(p.numel() for p in net.parameters()) / 1e6 - MILLIONS[arch][scale]) < 0.01
 
 
-@pytest.mark.parametrize('arch', ['ENLCN', 'NLSN'])
+@pytest.mark.parametrize('arch', ['ENLCN', 'NLSN', 'CCLNN'])
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_test_options_cover_the_five_benchmarks(arch, scale):
     opt = load_option_file(osp.join(REPO_ROOT, 'options', f'test_{arch}_x{scale}.yml'))
@@ -63,3 +84,16 @@ def test_test_options_cover_the_five_benchmarks(arch, scale):
     assert opt['val']['tile'] == {'mode': 'chop'}
     assert opt['path']['pretrain_network_g'].endswith(f'{arch}_x{scale}.pth')
     assert opt['network_g']['type'] == arch and opt['network_g']['upscale'] == scale
+
+
+def test_cclnn_light_option():
+    opt = load_option_file(osp.join(REPO_ROOT, 'options', 'train_CCLNN-L_x2.yml'))
+    network = opt['network_g']
+    assert (network['num_feat'], network['num_block'], network['branches'],
+            network['channel_attention']) == (128, 16, 'both', 'contrastive')
+    train = opt['train']
+    assert train['total_iter'] == 500000 and train['scheduler']['milestones'] == [150000, 300000, 450000]
+    assert train['contrastive_opt']['start_iter'] == 75000
+    with torch.device('meta'):
+        net = build_network(network)
+    assert sum(type(m).__name__ == 'CCLNBlock' for m in net.body) == 3

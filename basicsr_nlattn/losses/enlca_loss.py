@@ -3,7 +3,7 @@
 Paper: Efficient Non-Local Contrastive Attention for Image Super-Resolution (Xia et al., AAAI 2022), Sec. 3.2.
 Official code: https://github.com/Zj-BinXia/ENLCA.
 """
-from typing import Sequence, Union
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,8 +11,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention.enlca import ENLCA
-
-Amount = Union[int, float]
+from basicsr_nlattn.losses.loss_util import Amount, check_amount_type, resolve_count
 
 # Queries per chunk are chosen so that one chunk's similarity holds at most this many elements (64 MB in float32).
 _SIMILARITY_ELEMENTS_PER_CHUNK = 1 << 24
@@ -21,21 +20,13 @@ _SIMILARITY_ELEMENTS_PER_CHUNK = 1 << 24
 def check_amounts(n1: Amount, n2: Amount, where: str = 'enlca_contrastive_loss') -> None:
     """Validate n1, n2: a float in (0, 1) is a fraction of N, an int a count (n2 may be 0)."""
     for name, value, low in (('n1', n1, 1), ('n2', n2, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f'{where}.{name} must be an int count or a float fraction, got {value!r}')
+        check_amount_type(value, f'{where}.{name}')
         if isinstance(value, float) and not 0 < value < 1:
             raise ValueError(f'{where}.{name} as a fraction must be in (0, 1), got {value}')
         if isinstance(value, int) and value < low:
             raise ValueError(f'{where}.{name} as a count must be >= {low}, got {value}')
     if isinstance(n1, float) and isinstance(n2, float) and n1 + n2 > 1:
         raise ValueError(f'{where}: fractions n1 + n2 must be <= 1, got n1={n1}, n2={n2}')
-
-
-def resolve_count(amount: Amount, num_positions: int) -> int:
-    """A fraction of N -> round(fraction * N), at least 1; a count stays as it is."""
-    if isinstance(amount, float):
-        return max(1, round(amount * num_positions))
-    return amount
 
 
 def enlca_contrastive_loss(query: Tensor,

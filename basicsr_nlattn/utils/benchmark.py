@@ -129,7 +129,8 @@ def bench_contrastive_loss(batch: int = 16,
                            device: str = 'cpu',
                            repeats: int = 2) -> Dict[str, float]:
     """Chunked top-k loss against the full sort at the paper's training size (batch 16, LR patch 48)."""
-    from basicsr_nlattn.losses.enlca_loss import enlca_contrastive_loss, resolve_count
+    from basicsr_nlattn.losses.enlca_loss import enlca_contrastive_loss
+    from basicsr_nlattn.losses.loss_util import resolve_count
     target = torch.device(device)
     positions = size * size
     generator = torch.Generator(device=target).manual_seed(0)

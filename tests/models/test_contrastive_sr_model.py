@@ -155,7 +155,9 @@ def test_ema_network_gets_the_random_features():
     }], None, r'train.contrastive_opt\[1\].start_iter must be an int >= 0'),
     ({
         'type': 'L1Loss'
-    }, None, r"train.contrastive_opt.type must be a contrastive loss, one of \['ENLCAContrast"),
+    }, None,
+     r"train.contrastive_opt.type must be a contrastive loss, one of \['CCAContrastiveLoss', 'CCASparsityLoss', 'ENLCAContrastiveLoss'\], got 'L1Loss'"
+     ),
     ([CONTRAST], {
         'type': 'EDSR',
         'num_in_ch': 3,
@@ -198,3 +200,28 @@ def test_two_ddp_ranks_keep_identical_random_features_and_weights(tmp_path):
         torch.testing.assert_close(rank1[name], expected, rtol=0, atol=0)
     for name in rank0:
         torch.testing.assert_close(rank0[name], rank1[name], rtol=0, atol=0, msg=name)
+
+
+TINY_CCLNN = {
+    'type': 'CCLNN',
+    'num_feat': 32,
+    'num_block': 2,
+    'upscale': 2,
+    'attn_every': 1,
+    'chunk_size': 16,
+    'n_hashes': 2
+}
+
+
+@pytest.mark.parametrize('loss', [{'type': 'CCAContrastiveLoss', 'n': 0.15}, {'type': 'CCASparsityLoss'}])
+def test_cclnn_trains_with_its_channel_losses(loss):
+    model = ContrastiveSRModel(model_options({**loss, 'loss_weight': 0.1, 'start_iter': 2}, TINY_CCLNN))
+    logs = train_steps(model, range(1, 4))
+    assert ['l_contrast' in log for log in logs] == [False, True, True]
+    assert logs[-1]['l_contrast'] > 0
+
+
+def test_plain_channel_attention_has_no_block_for_the_loss():
+    plain = {**TINY_CCLNN, 'channel_attention': 'plain'}
+    with pytest.raises(ValueError, match='CCAContrastiveLoss needs ChannelContrastiveAttention blocks'):
+        ContrastiveSRModel(model_options([{'type': 'CCAContrastiveLoss'}], plain))

@@ -1,4 +1,5 @@
 """Reusable attention blocks: plain (b, c, h, w) -> (b, c, h, w) modules, also registered for YAML."""
+from basicsr_nlattn.archs.attention.ccln import CCLNBlock, ChannelAttention, ChannelContrastiveAttention, PixelAttention
 from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.archs.attention.nlsa import NLSA, bucketed_attention, combine_rounds, spherical_hash
 from basicsr_nlattn.archs.attention.random_features import (orthogonal_gaussian_matrix, random_feature_attention,
@@ -6,6 +7,7 @@ from basicsr_nlattn.archs.attention.random_features import (orthogonal_gaussian_
 from basicsr_nlattn.archs.attention.recording import RecordsContrastiveFeatures, recording_blocks
 
 __all__ = [
-    'ENLCA', 'NLSA', 'RecordsContrastiveFeatures', 'bucketed_attention', 'combine_rounds', 'spherical_hash',
+    'CCLNBlock', 'ChannelAttention', 'ChannelContrastiveAttention', 'PixelAttention', 'ENLCA', 'NLSA',
+    'RecordsContrastiveFeatures', 'bucketed_attention', 'combine_rounds', 'spherical_hash',
     'orthogonal_gaussian_matrix', 'random_feature_attention', 'recording_blocks', 'softmax_kernel_features'
 ]
