@@ -146,6 +146,10 @@ def test_ema_network_gets_the_random_features():
         torch.testing.assert_close(ema.random_features, ours.random_features, rtol=0, atol=0)
 
 
+NOT_CONTRASTIVE = (r'train.contrastive_opt.type must be a contrastive loss, one of '
+                   r"\['CCAContrastiveLoss', 'CCASparsityLoss', 'ENLCAContrastiveLoss'\], got 'L1Loss'")
+
+
 @pytest.mark.parametrize('contrastive_opt, network_g, match', [
     ({
         **CONTRAST, 'n3': 1
@@ -155,9 +159,7 @@ def test_ema_network_gets_the_random_features():
     }], None, r'train.contrastive_opt\[1\].start_iter must be an int >= 0'),
     ({
         'type': 'L1Loss'
-    }, None,
-     r"train.contrastive_opt.type must be a contrastive loss, one of \['CCAContrastiveLoss', 'CCASparsityLoss', 'ENLCAContrastiveLoss'\], got 'L1Loss'"
-     ),
+    }, None, NOT_CONTRASTIVE),
     ([CONTRAST], {
         'type': 'EDSR',
         'num_in_ch': 3,
