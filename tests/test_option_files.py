@@ -97,3 +97,36 @@ def test_cclnn_light_option():
     with torch.device('meta'):
         net = build_network(network)
     assert sum(type(m).__name__ == 'CCLNBlock' for m in net.body) == 3
+
+
+SHRINK = {
+    'RCAN': {
+        'num_feat': 16,
+        'num_block': 1,
+        'squeeze_factor': 4
+    },
+    'EDSR': {
+        'num_feat': 8
+    },
+    'SwinIR': {
+        'img_size': 16,
+        'window_size': 4,
+        'depths': [1],
+        'embed_dim': 12,
+        'num_heads': [2]
+    },
+}
+
+
+@pytest.mark.parametrize('name', ['train_RCAN_ENLCA_x4', 'train_EDSR_NLSA_x4', 'train_SwinIR_ENLCA_x4'])
+def test_with_attention_options_build_and_run_at_tiny_width(name):
+    opt = load_option_file(osp.join(REPO_ROOT, 'options', f'{name}.yml'))
+    network = opt['network_g']
+    assert network['type'] == 'WithAttention' and opt['model_type'] == 'ContrastiveSRModel'
+    network['base'].update(SHRINK[network['base']['type']])
+    torch.manual_seed(0)
+    net = build_network(network)
+    assert len(net.attention_blocks) == len(network['insert_after'])
+    assert net(torch.rand(1, 3, 16, 16)).shape == (1, 3, 64, 64)
+    if 'ENLCA' in name:
+        assert opt['train']['contrastive_opt']['type'] == 'ENLCAContrastiveLoss'

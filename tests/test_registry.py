@@ -5,8 +5,10 @@ from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 import basicsr_nlattn  # noqa: F401
 
 OURS = {
-    ARCH_REGISTRY: ['ENLCA', 'ENLCN', 'NLSA', 'NLSN', 'CCLNN', 'CCLNBlock', 'PixelAttention', 'ChannelAttention',
-                    'ChannelContrastiveAttention'],
+    ARCH_REGISTRY: [
+        'ENLCA', 'ENLCN', 'NLSA', 'NLSN', 'CCLNN', 'CCLNBlock', 'PixelAttention', 'ChannelAttention',
+        'ChannelContrastiveAttention', 'WithAttention'
+    ],
     LOSS_REGISTRY: ['ENLCAContrastiveLoss', 'CCAContrastiveLoss', 'CCASparsityLoss'],
     MODEL_REGISTRY: ['ContrastiveSRModel'],
 }
