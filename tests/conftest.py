@@ -107,3 +107,25 @@ def validation_psnrs(log_text: str) -> List[float]:
 def check_ok(result: subprocess.CompletedProcess, what: Optional[str] = None) -> None:
     assert result.returncode == 0, f'{what or result.args} failed ({result.returncode}):\n{result.stdout[-4000:]}' \
         f'\n{result.stderr[-4000:]}'
+
+
+def inference_model(network_g: Dict[str, Any],
+                    scale: int,
+                    pretrain_network_g: Optional[str] = None,
+                    tile: Optional[Dict[str, Any]] = None):
+    """A ContrastiveSRModel in test mode (BasicSR's option keys), on the CPU, optionally loading weights strictly."""
+    from basicsr_nlattn.models import ContrastiveSRModel
+    path = {} if pretrain_network_g is None else {'pretrain_network_g': pretrain_network_g, 'strict_load_g': True}
+    return ContrastiveSRModel({
+        'is_train': False,
+        'dist': False,
+        'num_gpu': 0,
+        'rank': 0,
+        'world_size': 1,
+        'scale': scale,
+        'network_g': copy.deepcopy(network_g),
+        'path': path,
+        'val': {} if tile is None else {
+            'tile': tile
+        }
+    })

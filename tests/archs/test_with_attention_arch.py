@@ -6,7 +6,7 @@ from os import path as osp
 import pytest
 import torch
 from basicsr.archs import build_network
-from conftest import check_ok, experiment_log, run_basicsr, tiny_demo_option, write_option
+from conftest import check_ok, experiment_log, inference_model, run_basicsr, tiny_demo_option, write_option
 from torch import nn
 
 from basicsr_nlattn.archs.attention import ENLCA, NLSA
@@ -96,28 +96,8 @@ def test_base_checkpoint_loads_and_new_keys_are_reported(tmp_path):
         torch.testing.assert_close(net.base.state_dict()[name], tensor, rtol=0, atol=0)
     # through BasicSR's loader (path.pretrain_network_g, strict): the same
     torch.save({'params': plain.state_dict()}, tmp_path / 'rcan.pth')
-    from basicsr_nlattn.models import ContrastiveSRModel
-    model = ContrastiveSRModel({
-        'is_train': False,
-        'dist': False,
-        'num_gpu': 0,
-        'rank': 0,
-        'world_size': 1,
-        'scale': 4,
-        'network_g': {
-            'type': 'WithAttention',
-            'base': TINY_RCAN,
-            'attention': {
-                'type': 'ENLCA'
-            },
-            'insert_after': ['body.1']
-        },
-        'path': {
-            'pretrain_network_g': str(tmp_path / 'rcan.pth'),
-            'strict_load_g': True
-        },
-        'val': {}
-    })
+    network_g = {'type': 'WithAttention', 'base': TINY_RCAN, 'attention': {'type': 'ENLCA'}, 'insert_after': ['body.1']}
+    model = inference_model(network_g, 4, str(tmp_path / 'rcan.pth'))
     loaded = model.get_bare_model(model.net_g).base.conv_first.weight
     torch.testing.assert_close(loaded, plain.conv_first.weight, rtol=0, atol=0)
     # our own checkpoints (prefixed keys) round-trip strictly

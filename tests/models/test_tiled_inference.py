@@ -2,6 +2,7 @@
 import pytest
 import torch
 from basicsr.archs.edsr_arch import EDSR
+from conftest import inference_model
 
 from basicsr_nlattn.models.tiled_inference import chop_forward, parse_tile_options, tiled_forward
 
@@ -38,24 +39,9 @@ def test_chop_equals_untiled_when_the_shave_covers_the_receptive_field(conv_net,
 
 @pytest.mark.parametrize('tile', [{'size': 6, 'overlap': 8}, {'mode': 'chop'}])
 def test_model_test_runs_tiled_and_matches_the_whole_image(tile):
-    import basicsr_nlattn  # noqa: F401
-    from basicsr_nlattn.models import ContrastiveSRModel
     network_g = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 2, 'upscale': 2}
-    opt = {
-        'is_train': False,
-        'dist': False,
-        'num_gpu': 0,
-        'rank': 0,
-        'world_size': 1,
-        'scale': 2,
-        'network_g': network_g,
-        'path': {},
-        'val': {
-            'tile': tile
-        }
-    }
-    tiled = ContrastiveSRModel(opt)
-    whole = ContrastiveSRModel({**opt, 'val': {}})
+    tiled = inference_model(network_g, 2, tile=tile)
+    whole = inference_model(network_g, 2)
     whole.net_g.load_state_dict(tiled.net_g.state_dict())
     for model in (tiled, whole):
         model.feed_data({'lq': torch.rand(1, 3, 23, 19, generator=torch.Generator().manual_seed(0))})

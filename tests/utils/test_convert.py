@@ -7,7 +7,7 @@ from os import path as osp
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import check_ok, run_basicsr
+from conftest import check_ok, inference_model, run_basicsr
 
 import basicsr_nlattn  # noqa: F401
 from basicsr_nlattn import cli
@@ -97,24 +97,7 @@ def test_converted_checkpoint_loads_strictly_and_reproduces_the_official_forward
     official = synthetic_official(f'{arch}_x{scale}', seed=scale)
     torch.save(official, tmp_path / 'official.pt')
     convert_checkpoint(arch, scale, str(tmp_path / 'official.pt'), str(tmp_path / 'ours.pth'))
-    from basicsr_nlattn.models import ContrastiveSRModel
-    model = ContrastiveSRModel({
-        'is_train': False,
-        'dist': False,
-        'num_gpu': 0,
-        'rank': 0,
-        'world_size': 1,
-        'scale': scale,
-        'network_g': {
-            'type': arch,
-            'upscale': scale
-        },
-        'path': {
-            'pretrain_network_g': str(tmp_path / 'ours.pth'),
-            'strict_load_g': True
-        },
-        'val': {}
-    })
+    model = inference_model({'type': arch, 'upscale': scale}, scale, str(tmp_path / 'ours.pth'))
     lq = torch.rand(1, 3, 7, 9, generator=torch.Generator().manual_seed(1))  # 63 positions: one NLSA chunk
     model.feed_data({'lq': lq})
     model.test()
