@@ -7,9 +7,12 @@ import basicsr_nlattn  # noqa: F401
 OURS = {
     ARCH_REGISTRY: [
         'ENLCA', 'ENLCN', 'NLSA', 'NLSN', 'CCLNN', 'CCLNBlock', 'PixelAttention', 'ChannelAttention',
-        'ChannelContrastiveAttention', 'WithAttention'
+        'ChannelContrastiveAttention', 'WithAttention', 'HaarDiscriminator'
     ],
-    LOSS_REGISTRY: ['ENLCAContrastiveLoss', 'CCAContrastiveLoss', 'CCASparsityLoss'],
+    LOSS_REGISTRY: [
+        'ENLCAContrastiveLoss', 'CCAContrastiveLoss', 'CCASparsityLoss', 'PCLContrastiveLoss',
+        'ContrastiveDiscriminatorLoss'
+    ],
     MODEL_REGISTRY: ['ContrastiveSRModel'],
 }
 
