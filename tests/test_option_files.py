@@ -130,3 +130,21 @@ def test_with_attention_options_build_and_run_at_tiny_width(name):
     assert net(torch.rand(1, 3, 16, 16)).shape == (1, 3, 64, 64)
     if 'ENLCA' in name:
         assert opt['train']['contrastive_opt']['type'] == 'ENLCAContrastiveLoss'
+
+
+@pytest.mark.parametrize('name, lr, grad_clip', [('EDSR', 5e-6, None), ('RCAN', 5e-5, 1.0), ('NLSN', 5e-6, None),
+                                                 ('ENLCN', 5e-6, None)])
+def test_pcl_fine_tuning_options(name, lr, grad_clip):
+    from basicsr_nlattn.models.pcl_model import parse_pcl_opt
+    opt = load_option_file(osp.join(REPO_ROOT, 'options', f'train_{name}_PCL_x4.yml'))
+    assert opt['model_type'] == 'PCLModel' and opt['network_g']['type'] == name
+    assert opt['network_d']['type'] == 'HaarDiscriminator'
+    train = opt['train']
+    assert train['optim_g']['lr'] == lr and train.get('grad_clip') == grad_clip
+    assert train['scheduler']['periods'] == [200000] * 3 and train['total_iter'] == 600000
+    pcl = parse_pcl_opt(train['pcl_opt'])
+    assert (pcl['num_pos'], pcl['num_neg'], pcl['loss']['loss_weight'], pcl['loss']['layers']) == (4, 4, 0.1,
+                                                                                                   [0, 1, 2, 3])
+    with torch.device('meta'):
+        build_network(opt['network_g'])
+        build_network(opt['network_d'])

@@ -13,7 +13,7 @@ OURS = {
         'ENLCAContrastiveLoss', 'CCAContrastiveLoss', 'CCASparsityLoss', 'PCLContrastiveLoss',
         'ContrastiveDiscriminatorLoss'
     ],
-    MODEL_REGISTRY: ['ContrastiveSRModel'],
+    MODEL_REGISTRY: ['ContrastiveSRModel', 'PCLModel'],
 }
 
 

@@ -72,3 +72,36 @@ def make_positives(hr: Tensor,
         amount = torch.empty(b, dtype=torch.float64).uniform_(*amount_range, generator=generator).to(hr)
         sharpened.append(hr + amount.view(b, 1, 1, 1) * (hr - blur_each(hr, kernels)))
     return torch.stack([hr] + sharpened)
+
+
+# PIL / kornia "sharpness": blend the image with a 3x3 smoothing of itself; factor 1 is the identity
+_SMOOTH_KERNEL = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13
+OFFICIAL_SHARPNESS_RANGE = (0.5, 3.0)
+OFFICIAL_SIGMA_RANGE = (0.1, 2.0)
+
+
+def make_positives_official(hr: Tensor, num_pos: int = 4, generator: Optional[torch.Generator] = None) -> Tensor:
+    """The official code's positives: HR and num_pos - 1 copies with a random sharpness factor in U[0.5, 3)
+    (factors below 1 soften), clamped to [0, 1]: (num_pos, b, c, h, w)."""
+    if num_pos < 1:
+        raise ValueError(f'num_pos must be >= 1, got {num_pos}')
+    b = hr.shape[0]
+    smooth = blur_each(hr, _SMOOTH_KERNEL.expand(b, 3, 3))
+    copies = []
+    for _ in range(num_pos - 1):
+        factor = torch.empty(b, dtype=torch.float64).uniform_(*OFFICIAL_SHARPNESS_RANGE, generator=generator).to(hr)
+        copies.append((smooth + factor.view(b, 1, 1, 1) * (hr - smooth)).clamp(0, 1))
+    return torch.stack([hr] + copies)
+
+
+def make_negatives_official(hr: Tensor,
+                            lq: Tensor,
+                            num_neg: int = 4,
+                            generator: Optional[torch.Generator] = None) -> Tensor:
+    """The official code's negatives: the bicubic-upsampled LR and num_neg - 1 Gaussian blurs of HR with sigma in
+    U[0.1, 2): (num_neg, b, c, h, w)."""
+    if num_neg < 1:
+        raise ValueError(f'num_neg must be >= 1, got {num_neg}')
+    upsampled = F.interpolate(lq, size=hr.shape[-2:], mode='bicubic', align_corners=False).clamp(0, 1)
+    blurred = [make_negatives(hr, num_neg - 1, generator, sigma_range=OFFICIAL_SIGMA_RANGE)] if num_neg > 1 else []
+    return torch.cat([upsampled.unsqueeze(0)] + blurred)

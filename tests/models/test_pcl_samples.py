@@ -4,7 +4,8 @@ import torch
 from skimage import data as skdata
 
 from basicsr_nlattn.archs.haar_wavelet import high_frequency_bands
-from basicsr_nlattn.models.pcl_samples import gaussian_kernels, make_negatives, make_positives
+from basicsr_nlattn.models.pcl_samples import (gaussian_kernels, make_negatives, make_negatives_official,
+                                               make_positives, make_positives_official)
 
 
 @pytest.fixture(scope='module')
@@ -48,3 +49,17 @@ def test_kernels_are_normalised_gaussians_of_their_size():
 def test_bad_counts(hr, function, name):
     with pytest.raises(ValueError, match=f'{name} must be >= 1, got 0'):
         function(hr, 0)
+
+
+def test_official_sampling_option(hr):
+    import torch.nn.functional as F
+    lq = F.interpolate(hr, scale_factor=0.25, mode='bicubic', align_corners=False)
+    generator = torch.Generator().manual_seed(0)
+    positives = make_positives_official(hr, 3, generator)
+    negatives = make_negatives_official(hr, lq, 3, generator)
+    assert positives.shape == negatives.shape == (3, *hr.shape)
+    torch.testing.assert_close(positives[0], hr, rtol=0, atol=0)
+    assert positives.min() >= 0 and positives.max() <= 1
+    upsampled = F.interpolate(lq, size=hr.shape[-2:], mode='bicubic', align_corners=False).clamp(0, 1)
+    torch.testing.assert_close(negatives[0], upsampled)
+    assert torch.all(high_frequency_energy(negatives) < high_frequency_energy(hr))

@@ -1,0 +1,191 @@
+"""PCLModel: any BasicSR network trained with PCL-SR's learned Haar-wavelet embedding and contrastive loss.
+
+Paper: Practical Contrastive Learning for Single Image Super-Resolution (PCL-SR), Sec. III, Eq. 5-12.
+Official code: https://github.com/Aitical/PCL-SISR.
+"""
+import copy
+import inspect
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from basicsr_nlattn.archs.haar_discriminator_arch import HaarDiscriminator
+from basicsr_nlattn.losses.pcl_loss import PCLContrastiveLoss
+from basicsr_nlattn.models.contrastive_sr_model import ContrastiveSRModel
+from basicsr_nlattn.models.pcl_samples import (make_negatives, make_negatives_official, make_positives,
+                                               make_positives_official)
+
+SAMPLE_KEYS = {'num_pos': 4, 'num_neg': 4, 'start_iter': 0, 'sampling': 'paper'}
+SAMPLINGS = ('paper', 'official')
+
+
+def parse_pcl_opt(pcl_opt: Any) -> Dict[str, Any]:
+    """``train.pcl_opt`` -> {'loss': loss options, 'num_pos', 'num_neg', 'start_iter'}, validated by key."""
+    pcl_opt = dict(pcl_opt or {})
+    loss_type = pcl_opt.pop('type', 'PCLContrastiveLoss')
+    if loss_type != 'PCLContrastiveLoss':
+        raise ValueError(f"train.pcl_opt.type must be 'PCLContrastiveLoss', got '{loss_type}'")
+    allowed = set(SAMPLE_KEYS) | set(inspect.signature(PCLContrastiveLoss).parameters)
+    unknown = sorted(set(pcl_opt) - allowed)
+    if unknown:
+        raise ValueError(f'train.pcl_opt: unknown key(s) {unknown}; allowed: {sorted(allowed | {"type"})}')
+    parsed = {key: pcl_opt.pop(key, default) for key, default in SAMPLE_KEYS.items()}
+    for key in ('num_pos', 'num_neg'):
+        if not isinstance(parsed[key], int) or parsed[key] < 1:
+            raise ValueError(f'train.pcl_opt.{key} must be an int >= 1, got {parsed[key]!r}')
+    if parsed['sampling'] not in SAMPLINGS:
+        raise ValueError(f"train.pcl_opt.sampling must be one of {list(SAMPLINGS)}, got '{parsed['sampling']}'")
+    if not isinstance(parsed['start_iter'], int) or parsed['start_iter'] < 0:
+        raise ValueError(f"train.pcl_opt.start_iter must be an int >= 0, got {parsed['start_iter']!r}")
+    parsed['loss'] = {'type': loss_type, **pcl_opt}
+    return parsed
+
+
+@MODEL_REGISTRY.register()
+class PCLModel(ContrastiveSRModel):
+    """ContrastiveSRModel + PCL-SR: a HaarDiscriminator (``network_d``) is both the discriminator and the
+    embedding of the contrastive loss.
+
+    Each iteration: the SR output is computed once; one D step (``train.discriminator_opt``, default
+    ``ContrastiveDiscriminatorLoss``, Eq. 7) on HR against SR.detach(); then, with D frozen, one G step on the
+    pixel loss + the network's own contrastive losses (``train.contrastive_opt``) + alpha * PCL (``train.pcl_opt``,
+    Eq. 8-10) over K_P positives (HR and sharpened HR) and K_N negatives (blurred HR) made on the fly. The SR
+    features go through D with autograd, so the PCL term reaches the SR network (the official code computes them
+    under ``torch.no_grad()``, so its term never does).
+
+    Option keys beyond ContrastiveSRModel's:
+        network_d (dict): the embedding network, ``{type: HaarDiscriminator}`` with defaults works.
+        train.optim_d (dict): D's optimizer (not needed with ``freeze_d``).
+        train.pcl_opt (dict): ``PCLContrastiveLoss`` options (``loss_weight`` alpha 0.1, ``layers`` [0, 1, 2, 3],
+            ``tau`` 1) plus ``num_pos`` 4, ``num_neg`` 4, ``start_iter`` 0 and ``sampling``: ``paper`` (sharpened
+            positives, Gaussian kernels of size {3..11} with sigma U[0.3, 1.5] for negatives) or ``official`` (the
+            code: sharpness factors U[0.5, 3), blur sigma U[0.1, 2), the bicubic-upsampled LR as one negative).
+        train.discriminator_opt (dict): D's loss. Default: ``{type: ContrastiveDiscriminatorLoss}``.
+        train.net_d_iters (int): G is updated every net_d_iters iterations (SRGANModel's meaning). Default: 1.
+        train.net_d_init_iters (int): D-only iterations at the start (SRGANModel's meaning). Default: 0.
+        train.discriminator_samples (bool): in D's step, the sharpened positives count as real and the blurred
+            negatives as fake, beside HR and SR. Default: false.
+        train.freeze_d (bool): keep D fixed (a pretrained embedding from ``path.pretrain_network_d``, paper
+            Table V). Default: false.
+        train.grad_clip (float): clip G's gradient norm to this value (the RCAN recipe uses 1). Default: none.
+    """
+
+    def init_training_settings(self) -> None:
+        train_opt = self.opt['train']
+        self.pcl = parse_pcl_opt(train_opt.get('pcl_opt'))
+        self.freeze_d = bool(train_opt.get('freeze_d', False))
+        self.net_d_iters = train_opt.get('net_d_iters', 1)
+        self.net_d_init_iters = train_opt.get('net_d_init_iters', 0)
+        self.grad_clip = train_opt.get('grad_clip')
+        self.discriminator_samples = bool(train_opt.get('discriminator_samples', False))
+        if 'network_d' not in self.opt:
+            raise ValueError(
+                'network_d: PCLModel needs an embedding network, e.g. network_d: {type: HaarDiscriminator}')
+        if not self.freeze_d and 'optim_d' not in train_opt:
+            raise ValueError('train.optim_d: PCLModel trains network_d; give its optimizer (or set train.freeze_d)')
+        if self.freeze_d and self.opt['path'].get('pretrain_network_d') is None:
+            raise ValueError('train.freeze_d needs path.pretrain_network_d: a fixed embedding must be pretrained')
+        self.net_d = self.model_to_device(build_network(self.opt['network_d']))
+        self.print_network(self.net_d)
+        bare_d = self.get_bare_model(self.net_d)
+        if not isinstance(bare_d, HaarDiscriminator):
+            raise ValueError(f"network_d.type must be HaarDiscriminator, got '{self.opt['network_d'].get('type')}'")
+        load_path = self.opt['path'].get('pretrain_network_d')
+        if load_path is not None:
+            self.load_network(self.net_d, load_path, self.opt['path'].get('strict_load_d', True),
+                              self.opt['path'].get('param_key_d', 'params'))
+        self.cri_pcl = build_loss(self.pcl['loss']).to(self.device)
+        self.cri_pcl.check_layers(bare_d.num_features)
+        self.cri_d = build_loss(train_opt.get('discriminator_opt') or {'type': 'ContrastiveDiscriminatorLoss'})
+        self.net_d.train()
+        super().init_training_settings()
+        if self.freeze_d:  # a fixed embedding: no gradients, BatchNorm on its running statistics
+            self.net_d.requires_grad_(False)
+            self.net_d.eval()
+        get_root_logger().info(f"PCL: {self.pcl['num_pos']} positives, {self.pcl['num_neg']} negatives, layers "
+                               f'{self.cri_pcl.layers}, alpha {self.cri_pcl.loss_weight}, D '
+                               f"{'frozen' if self.freeze_d else 'trained'}")
+
+    def setup_optimizers(self) -> None:
+        super().setup_optimizers()
+        if not self.freeze_d:
+            optim_d = copy.deepcopy(self.opt['train']['optim_d'])
+            self.optimizer_d = self.get_optimizer(optim_d.pop('type'), self.net_d.parameters(), **optim_d)
+            self.optimizers.append(self.optimizer_d)
+
+    def make_samples(self, current_iter: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Positives (K_P, b, c, h, w) and negatives (K_N, b, c, h, w) of ``self.gt`` (Eq. 5-6), drawn from a
+        generator seeded by (manual_seed, iteration, rank): reproducible under the training seed."""
+        seed = ((self.opt.get('manual_seed') or 0) * 1_000_003 + current_iter) * 1009 + self.opt.get('rank', 0)
+        generator = torch.Generator().manual_seed(seed % (2**63 - 1))
+        with torch.no_grad():
+            if self.pcl['sampling'] == 'official':
+                positives = make_positives_official(self.gt, self.pcl['num_pos'], generator)
+                return positives, make_negatives_official(self.gt, self.lq, self.pcl['num_neg'], generator)
+            positives = make_positives(self.gt, self.pcl['num_pos'], generator)
+            return positives, make_negatives(self.gt, self.pcl['num_neg'], generator)
+
+    def pcl_loss(self, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        """alpha * L_CL (Eq. 8-10) of ``self.output``; its features keep their graph, so the term reaches G."""
+        net_d = self.get_bare_model(self.net_d)
+        with torch.no_grad():
+            samples = torch.cat([positives, negatives])
+            sample_features = [
+                f.view(samples.shape[0], samples.shape[1], *f.shape[1:]) for f in net_d.features(samples.flatten(0, 1))
+            ]
+        num_pos = positives.shape[0]
+        return self.cri_pcl(
+            net_d.features(self.output), [f[:num_pos] for f in sample_features], [f[num_pos:] for f in sample_features])
+
+    def _optimize_d(self, positives: Optional[torch.Tensor], negatives: Optional[torch.Tensor]) -> torch.Tensor:
+        """One D step: HR (and, with ``discriminator_samples``, the positives) real; SR (and the negatives) fake."""
+        self.net_d.requires_grad_(True)
+        self.optimizer_d.zero_grad()
+        real, fake = self.gt, self.output.detach()
+        if self.discriminator_samples:
+            real = torch.cat([real, positives[1:].flatten(0, 1)])  # positives[0] is HR itself
+            fake = torch.cat([fake, negatives.flatten(0, 1)])
+        l_d = self.cri_d(self.net_d(real), self.net_d(fake))
+        l_d.backward()
+        self.optimizer_d.step()
+        return l_d.detach()
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        self.redraw_random_features(current_iter)
+        self._set_recording(current_iter)
+        self.output = self.net_g(self.lq)
+        if self.output.shape != self.gt.shape:
+            raise ValueError(f'network_g: output {tuple(self.output.shape)} differs from the HR batch '
+                             f'{tuple(self.gt.shape)}; PCL compares SR with HR samples (check upscale and scale)')
+        update_g = current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters
+        use_pcl = update_g and current_iter >= self.pcl['start_iter']
+        positives = negatives = None
+        if use_pcl or (self.discriminator_samples and not self.freeze_d):
+            positives, negatives = self.make_samples(current_iter)
+        loss_dict = {}
+        if not self.freeze_d:
+            loss_dict['l_d'] = self._optimize_d(positives, negatives)
+        if update_g:
+            self.net_d.requires_grad_(False)
+            self.optimizer_g.zero_grad()
+            l_total, g_losses = self.generator_losses(current_iter)
+            if use_pcl:
+                g_losses['l_pcl'] = self.pcl_loss(positives, negatives)
+                l_total = l_total + g_losses['l_pcl']
+            l_total.backward()
+            if self.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), max_norm=self.grad_clip)
+            self.optimizer_g.step()
+            loss_dict.update(g_losses)
+            if self.ema_decay > 0:
+                self.model_ema(decay=self.ema_decay)
+        self._clear_records()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+
+    def save(self, epoch: int, current_iter: int) -> None:
+        self.save_network(self.net_d, 'net_d', current_iter)
+        super().save(epoch, current_iter)
