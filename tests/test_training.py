@@ -149,3 +149,22 @@ def test_demo_enlcn_logs_the_contrastive_loss_after_its_warm_up(demo_data_root, 
     assert sorted(lines) == [10, 20, 30]
     assert 'l_contrast' not in lines[10] and 'l_contrast' in lines[20] and 'l_contrast' in lines[30]
     assert 'Model [ContrastiveSRModel] is created.' in log
+
+
+def test_torchrun_two_cpu_processes_train_pcl(demo_data_root, tmp_path):
+    """PCLModel under DDP: D is wrapped too and takes two forwards (HR, SR) before its backward."""
+    opt = tiny_demo_option('torchrun_pcl', total_iter=4, logger__print_freq=2, logger__save_checkpoint_freq=4)
+    opt['model_type'] = 'PCLModel'
+    opt['network_g'] = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 4}
+    opt['network_d'] = {'type': 'HaarDiscriminator', 'num_feat': 8, 'num_stages': 4}
+    del opt['train']['contrastive_opt']
+    opt['train'].update(optim_d={'type': 'Adam', 'lr': 1e-4}, pcl_opt={'num_pos': 2, 'num_neg': 2})
+    command = torchrun_command(2, 'basicsr_nlattn.train',
+                               ['-opt', write_option(opt, str(tmp_path)), '--launcher', 'pytorch'])
+    result = subprocess.run(
+        command, cwd=demo_data_root, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    check_ok(result, 'torchrun')
+    experiments_root = osp.join(demo_data_root, 'experiments', 'torchrun_pcl')
+    lines = [line for line in experiment_log(experiments_root).splitlines() if '[epoch:' in line]
+    assert len(lines) == 2 and all('l_d' in line and 'l_pcl' in line for line in lines)
+    assert osp.isfile(osp.join(experiments_root, 'models', 'net_d_4.pth'))
