@@ -129,3 +129,46 @@ def inference_model(network_g: Dict[str, Any],
             'tile': tile
         }
     })
+
+
+def training_options(model_type: str,
+                     network_g: Dict[str, Any],
+                     scale: int = 2,
+                     manual_seed: int = 5,
+                     path: Optional[Dict[str, Any]] = None,
+                     **train: Any) -> Dict[str, Any]:
+    """Options of a model in training mode on the CPU, as BasicSR's parse_options leaves them (Adam 1e-3, L1)."""
+    return {
+        'name': 'unit',
+        'model_type': model_type,
+        'is_train': True,
+        'dist': False,
+        'num_gpu': 0,
+        'rank': 0,
+        'world_size': 1,
+        'scale': scale,
+        'manual_seed': manual_seed,
+        'network_g': copy.deepcopy(network_g),
+        'path': {
+            'strict_load_g': True,
+            **(path or {})
+        },
+        'train': {
+            'ema_decay': 0,
+            'optim_g': {
+                'type': 'Adam',
+                'lr': 1e-3
+            },
+            'scheduler': {
+                'type': 'MultiStepLR',
+                'milestones': [1000],
+                'gamma': 0.5
+            },
+            'pixel_opt': {
+                'type': 'L1Loss',
+                'loss_weight': 1.0
+            },
+            **copy.deepcopy(train)
+        },
+        'val': {}
+    }

@@ -1,11 +1,11 @@
 """ContrastiveSRModel: contrastive terms with warm-up, seeded redraws (ranks, resume, EMA), bad contrastive_opt."""
-import copy
 import os
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import training_options
 
 import basicsr_nlattn  # noqa: F401  (registers the model)
 from basicsr_nlattn.archs.attention import ENLCA, orthogonal_gaussian_matrix
@@ -25,44 +25,8 @@ TINY_ENLCN = {
 
 
 def model_options(contrastive_opt=None, network_g=None, ema_decay=0, **train):
-    return {
-        'name': 'unit',
-        'model_type': 'ContrastiveSRModel',
-        'is_train': True,
-        'dist': False,
-        'num_gpu': 0,
-        'rank': 0,
-        'world_size': 1,
-        'scale': 2,
-        'manual_seed': 5,
-        'network_g': copy.deepcopy(network_g or TINY_ENLCN),
-        'path': {
-            'pretrain_network_g': None,
-            'strict_load_g': True,
-            'resume_state': None
-        },
-        'train': {
-            'ema_decay': ema_decay,
-            'optim_g': {
-                'type': 'Adam',
-                'lr': 1e-3
-            },
-            'scheduler': {
-                'type': 'MultiStepLR',
-                'milestones': [1000],
-                'gamma': 0.5
-            },
-            'pixel_opt': {
-                'type': 'L1Loss',
-                'loss_weight': 1.0
-            },
-            'contrastive_opt': copy.deepcopy(contrastive_opt),
-            **train
-        },
-        'val': {
-            'metrics': {}
-        }
-    }
+    return training_options(
+        'ContrastiveSRModel', network_g or TINY_ENLCN, ema_decay=ema_decay, contrastive_opt=contrastive_opt, **train)
 
 
 def batch(seed=0, size=8):

@@ -1,10 +1,9 @@
 """PCLModel: the PCL term reaches the SR network, alternating D/G steps, resume of D and both optimizers, errors."""
-import copy
 from os import path as osp
 
 import pytest
 import torch
-from conftest import check_ok, experiment_log, run_basicsr, tiny_demo_option, write_option
+from conftest import check_ok, experiment_log, run_basicsr, tiny_demo_option, training_options, write_option
 
 import basicsr_nlattn  # noqa: F401
 from basicsr_nlattn.models import PCLModel
@@ -24,52 +23,31 @@ TINY_D = {'type': 'HaarDiscriminator', 'num_feat': 8, 'num_stages': 4}
 
 
 def pcl_options(tmp_path, network_g=TINY_EDSR, scale=2, **train):
-    return {
-        'name': 'pcl',
-        'model_type': 'PCLModel',
-        'is_train': True,
-        'dist': False,
-        'num_gpu': 0,
-        'rank': 0,
-        'world_size': 1,
-        'scale': scale,
-        'manual_seed': 3,
-        'network_g': copy.deepcopy(network_g),
-        'network_d': dict(TINY_D),
-        'path': {
-            'models': str(tmp_path / 'models'),
-            'training_states': str(tmp_path / 'states'),
-            'strict_load_g': True
+    train = {
+        'optim_d': {
+            'type': 'Adam',
+            'lr': 1e-3
         },
-        'train': {
-            'ema_decay': 0,
-            'optim_g': {
-                'type': 'Adam',
-                'lr': 1e-3
-            },
-            'optim_d': {
-                'type': 'Adam',
-                'lr': 1e-3
-            },
-            'scheduler': {
-                'type': 'MultiStepLR',
-                'milestones': [1000],
-                'gamma': 0.5
-            },
-            'pixel_opt': {
-                'type': 'L1Loss',
-                'loss_weight': 1.0
-            },
-            'pcl_opt': {
-                'type': 'PCLContrastiveLoss',
-                'loss_weight': 0.1,
-                'num_pos': 2,
-                'num_neg': 3
-            },
-            **train
+        'pcl_opt': {
+            'type': 'PCLContrastiveLoss',
+            'loss_weight': 0.1,
+            'num_pos': 2,
+            'num_neg': 3
         },
-        'val': {}
+        **train
     }
+    options = training_options(
+        'PCLModel',
+        network_g,
+        scale,
+        manual_seed=3,
+        path={
+            'models': str(tmp_path / 'models'),
+            'training_states': str(tmp_path / 'states')
+        },
+        **train)
+    options['network_d'] = dict(TINY_D)
+    return options
 
 
 def feed(model, seed=0, size=8, scale=2):
