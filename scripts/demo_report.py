@@ -16,14 +16,15 @@ import torch
 
 def evaluate(option_file: str) -> List[Dict[str, float]]:
     """Per-image and mean PSNR/SSIM of bicubic and of the trained network on the option's val set."""
+    # isort: off
+    import basicsr_nlattn  # noqa: F401  (compat first: basicsr does not import on today's torchvision without it)
     from basicsr.archs import build_network
     from basicsr.data import build_dataset
     from basicsr.metrics import calculate_psnr, calculate_ssim
     from basicsr.utils import tensor2img
     from basicsr.utils.matlab_functions import imresize
-
-    import basicsr_nlattn  # noqa: F401  (compat and registration)
     from basicsr_nlattn.utils.option_check import OptionError, load_option_file
+    # isort: on
 
     opt = load_option_file(option_file)
     scale = opt['scale']

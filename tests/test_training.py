@@ -2,18 +2,19 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 from os import path as osp
 
-from conftest import (basicsr_command, check_ok, experiment_log, run_basicsr, subprocess_env, tiny_demo_option,
-                      torchrun_command, validation_psnrs, write_option)
+from conftest import (REPO_ROOT, basicsr_command, check_ok, experiment_log, run_basicsr, subprocess_env,
+                      tiny_demo_option, torchrun_command, validation_psnrs, write_option)
 
 
 def test_demo_option_trains_and_validation_psnr_rises(demo_data_root, tmp_path):
     opt = tiny_demo_option('psnr_rises', total_iter=240, val__val_freq=60, logger__save_checkpoint_freq=1000)
     opt['train']['optim_g']['lr'] = 1e-3
-    result = run_basicsr(['train', '-opt', write_option(opt, str(tmp_path))], cwd=demo_data_root)
-    check_ok(result)
+    option_file = write_option(opt, str(tmp_path))
+    check_ok(run_basicsr(['train', '-opt', option_file], cwd=demo_data_root))
     experiments_root = osp.join(demo_data_root, 'experiments', 'psnr_rises')
     psnrs = validation_psnrs(experiment_log(experiments_root))
     # validations at 60, 120, 180, 240 and once more after the last iteration
@@ -21,6 +22,16 @@ def test_demo_option_trains_and_validation_psnr_rises(demo_data_root, tmp_path):
     assert psnrs[-1] > psnrs[0] + 0.3, f'validation PSNR did not rise over the run: {psnrs}'
     assert osp.isfile(osp.join(experiments_root, 'models', 'net_g_latest.pth'))
     assert not osp.exists(osp.join(os.path.dirname(basicsr_command()[0]), 'experiments'))
+    # the demo's report: the same PSNR as the last validation, beside bicubic upsampling
+    report = subprocess.run(
+        [sys.executable, osp.join(REPO_ROOT, 'scripts', 'demo_report.py'), '-opt', option_file],
+        cwd=demo_data_root,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True)
+    check_ok(report, 'demo_report.py')
+    mean = next(line for line in report.stdout.splitlines() if line.startswith('| mean |')).split('|')
+    assert abs(float(mean[3].split('/')[0]) - psnrs[-1]) < 0.01 and float(mean[2].split('/')[0]) > 20
 
 
 def _kill_after_first_checkpoint(command, cwd, training_states, timeout=300):

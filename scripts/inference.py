@@ -1,0 +1,99 @@
+"""Super-resolve one image or a folder of images with a trained network, at any size.
+
+    python scripts/inference.py -opt options/test_ENLCN_x4.yml --input photos/ --output results/photos_x4
+    python scripts/inference.py -opt FILE --input img.png --output out/ --weights net_g_latest.pth --tile 128 32
+
+The network (``network_g``), scale and weights (``path.pretrain_network_g``, or ``--weights``) come from the option
+file; tiling from ``--tile SIZE OVERLAP`` / ``--chop``, else the option's ``val.tile``, else whole images. Outputs
+are written as ``<name>_x<scale>.png`` into ``--output``, which must not be an input folder: inputs are never
+overwritten.
+"""
+import argparse
+import os
+import sys
+from os import path as osp
+from typing import List
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def list_images(input_path: str) -> List[str]:
+    if osp.isfile(input_path):
+        return [input_path]
+    if not osp.isdir(input_path):
+        raise FileNotFoundError(f"--input: '{input_path}' is neither an image nor a folder")
+    images = sorted(
+        osp.join(input_path, name) for name in os.listdir(input_path) if name.lower().endswith(IMAGE_EXTENSIONS))
+    if not images:
+        raise FileNotFoundError(f"--input: no images ({', '.join(IMAGE_EXTENSIONS)}) in '{input_path}'")
+    return images
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('-opt', required=True, help='option file with network_g, scale and the weights')
+    parser.add_argument('--input', required=True, help='an image or a folder of images')
+    parser.add_argument('--output', required=True, help='output folder (created; never an input folder)')
+    parser.add_argument('--weights', help='checkpoint to use instead of path.pretrain_network_g')
+    parser.add_argument('--tile', type=int, nargs=2, metavar=('SIZE', 'OVERLAP'), help='tiles in LR pixels')
+    parser.add_argument('--chop', action='store_true', help="the official evaluation's four-quadrant chop")
+    parser.add_argument('--device', default='cpu', help='cpu or cuda. Default: cpu')
+    args = parser.parse_args()
+
+    # isort: off
+    import basicsr_nlattn  # noqa: F401  (compat first: basicsr does not import on today's torchvision without it)
+    import cv2
+    import torch
+    from basicsr.archs import build_network
+    from basicsr.utils import img2tensor, tensor2img
+    from tqdm import tqdm
+    from basicsr_nlattn.models.tiled_inference import chop_forward, parse_tile_options, tiled_forward
+    from basicsr_nlattn.utils.option_check import OptionError, load_option_file
+    # isort: on
+
+    try:
+        opt = load_option_file(args.opt)
+        images = list_images(args.input)
+        weights = args.weights or (opt.get('path') or {}).get('pretrain_network_g')
+        if not weights or not osp.isfile(weights):
+            raise OptionError(f"path.pretrain_network_g (or --weights): checkpoint '{weights}' does not exist")
+        output_dir = osp.abspath(args.output)
+        if output_dir in {osp.dirname(osp.abspath(image)) for image in images}:
+            raise OptionError(f"--output: '{args.output}' holds the inputs; choose a separate folder")
+        if args.tile:
+            tile = parse_tile_options({'size': args.tile[0], 'overlap': args.tile[1]})
+        else:
+            tile = parse_tile_options({'mode': 'chop'} if args.chop else (opt.get('val') or {}).get('tile'))
+    except (OptionError, FileNotFoundError, ValueError) as error:
+        sys.stderr.write(f'inference: error: {error}\n')
+        return 2
+
+    scale = opt['scale']
+    device = torch.device(args.device)
+    net = build_network(opt['network_g'])
+    checkpoint = torch.load(weights, map_location='cpu', weights_only=True)
+    state = checkpoint.get('params_ema', checkpoint.get('params', checkpoint))
+    net.load_state_dict(state, strict=True)
+    net.eval().to(device)
+    os.makedirs(output_dir, exist_ok=True)
+    for image_path in tqdm(images, desc='super-resolving', unit='image'):
+        image = cv2.imread(image_path, cv2.IMREAD_COLOR)
+        if image is None:
+            sys.stderr.write(f"inference: error: cannot read the image '{image_path}'\n")
+            return 2
+        lq = img2tensor(image.astype('float32') / 255., bgr2rgb=True, float32=True).unsqueeze(0).to(device)
+        with torch.no_grad():
+            if tile is None:
+                sr = net(lq)
+            elif tile['mode'] == 'chop':
+                sr = chop_forward(net, lq, scale, tile['shave'], tile['min_size'])
+            else:
+                sr = tiled_forward(net, lq, scale, tile['size'], tile['overlap'])
+        name = osp.splitext(osp.basename(image_path))[0]
+        cv2.imwrite(osp.join(output_dir, f'{name}_x{scale}.png'), tensor2img(sr))
+    print(f'{len(images)} image(s) super-resolved x{scale} into {output_dir}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
