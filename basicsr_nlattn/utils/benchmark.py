@@ -69,12 +69,10 @@ class ExactAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        block, scale = self.block, math.sqrt(self.block.amplification)
-        query = F.normalize(block.query_conv(x).flatten(2).transpose(1, 2), dim=-1) * scale
-        key = F.normalize(block.key_conv(x).flatten(2).transpose(1, 2), dim=-1) * scale
-        value = block.value_conv(x).flatten(2).transpose(1, 2)
-        attended = F.scaled_dot_product_attention(query, key, value, scale=1.0)  # (b, hw, c)
-        return x + block.res_scale * attended.transpose(1, 2).reshape(b, c, h, w)
+        query, key, value = self.block.embed(x)
+        scale = math.sqrt(self.block.amplification)
+        attended = F.scaled_dot_product_attention(query * scale, key * scale, value, scale=1.0)  # (b, hw, c)
+        return x + self.block.res_scale * attended.transpose(1, 2).reshape(b, c, h, w)
 
 
 def bench_attention(sizes: Sequence[int],
@@ -114,13 +112,20 @@ def bench_attention(sizes: Sequence[int],
     return rows
 
 
-def full_sort_contrastive_loss(query: Tensor, key: Tensor, num_pos: int, negative_start: int, margin: float,
-                               amplification: float) -> Tensor:
-    """The official formulation: the whole (B, N, N) similarity sorted per row (reference for the benchmark)."""
+def full_sort_contrastive_loss(query: Tensor,
+                               key: Tensor,
+                               num_pos: int,
+                               negative_start: int,
+                               margin: float,
+                               amplification: float,
+                               hinge: bool = True) -> Tensor:
+    """The official formulation: the whole (B, N, N) similarity sorted per row (the benchmark's and the tests'
+    reference for ``enlca_contrastive_loss``)."""
     ranked = (amplification * query @ key.transpose(1, 2)).sort(dim=-1, descending=True).values
     positive = ranked[..., :num_pos].exp().mean(-1)
     negative = ranked[..., negative_start:negative_start + num_pos].exp().mean(-1)
-    return F.relu(-torch.log(positive / negative) + margin).mean()
+    per_query = -torch.log(positive / negative) + margin
+    return (F.relu(per_query) if hinge else per_query).mean()
 
 
 def bench_contrastive_loss(batch: int = 16,

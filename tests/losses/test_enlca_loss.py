@@ -6,16 +6,7 @@ import torch.nn.functional as F
 import basicsr_nlattn.losses.enlca_loss as enlca_loss_module
 from basicsr_nlattn.archs.attention import ENLCA
 from basicsr_nlattn.losses import ENLCAContrastiveLoss, enlca_contrastive_loss
-
-
-def full_sort_loss(query, key, num_pos, negative_start, margin, amplification, hinge):
-    """The official formulation: the whole (B, N, N) similarity, sorted descending per row."""
-    similarity = amplification * query @ key.transpose(1, 2)
-    ranked = similarity.sort(dim=-1, descending=True).values
-    positive = ranked[..., :num_pos].exp().mean(-1)
-    negative = ranked[..., negative_start:negative_start + num_pos].exp().mean(-1)
-    per_query = -torch.log(positive / negative) + margin
-    return (F.relu(per_query) if hinge else per_query).mean()
+from basicsr_nlattn.utils.benchmark import full_sort_contrastive_loss
 
 
 def _embeddings(batch=2, positions=30, channels=6, seed=0):
@@ -41,7 +32,7 @@ def test_matches_full_sort_value_and_gradient(monkeypatch, n1, n2, num_pos, nega
     query, key = _embeddings()
     ours = enlca_contrastive_loss(query, key, n1, n2, margin, amplification, hinge=hinge)
     our_grads = torch.autograd.grad(ours, (query, key))
-    reference = full_sort_loss(query, key, num_pos, negative_start, margin, amplification, hinge)
+    reference = full_sort_contrastive_loss(query, key, num_pos, negative_start, margin, amplification, hinge)
     reference_grads = torch.autograd.grad(reference, (query, key))
     torch.testing.assert_close(ours, reference, rtol=1e-10, atol=1e-12)
     for our_grad, reference_grad in zip(our_grads, reference_grads):

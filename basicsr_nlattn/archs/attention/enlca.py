@@ -5,6 +5,7 @@ https://arxiv.org/abs/2201.03794, Eq. 3-6 (attention) and Eq. 8-10 (its contrast
 ``basicsr_nlattn.losses.enlca_loss``). Official code: https://github.com/Zj-BinXia/ENLCA.
 """
 import math
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -84,11 +85,15 @@ class ENLCA(RecordsContrastiveFeatures):
         drawn = orthogonal_gaussian_matrix(num_rows, num_cols, generator=generator)
         self.random_features.copy_(drawn.to(self.random_features))
 
+    def embed(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Unit queries and keys (b, hw, c'), before amplification, and values (b, hw, c) of Eq. 3."""
+        query = F.normalize(self.query_conv(x).flatten(2).transpose(1, 2), dim=-1)
+        key = F.normalize(self.key_conv(x).flatten(2).transpose(1, 2), dim=-1)
+        return query, key, self.value_conv(x).flatten(2).transpose(1, 2)
+
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        query = F.normalize(self.query_conv(x).flatten(2).transpose(1, 2), dim=-1)  # (b, hw, c')
-        key = F.normalize(self.key_conv(x).flatten(2).transpose(1, 2), dim=-1)  # (b, hw, c')
-        value = self.value_conv(x).flatten(2).transpose(1, 2)  # (b, hw, c)
+        query, key, value = self.embed(x)
         self._record(query, key)
         scale = math.sqrt(self.amplification)
         # exp(F x) overflows float16: the attention core runs in float32 at least, also under autocast.
