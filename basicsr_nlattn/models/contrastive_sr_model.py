@@ -72,12 +72,15 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
         parsed = parse_contrastive_opt(self.opt['train'].get('contrastive_opt'))
         super().init_training_settings()
         self.cri_contrast = [ContrastiveTerm(build_loss(opt).to(self.device), start) for opt, start in parsed]
-        blocks = list(recording_blocks(self.get_bare_model(self.net_g)))
+        blocks = self._recording_blocks()
         for index, term in enumerate(self.cri_contrast):
             if not any(isinstance(block, term.loss.block_type) for block in blocks):
                 raise ValueError(f'train.contrastive_opt[{index}].type: {type(term.loss).__name__} needs '
                                  f'{term.loss.block_type.__name__} blocks in network_g, found none')
         self._drawn_features: Dict[int, int] = {}
+
+    def _recording_blocks(self) -> List[nn.Module]:
+        return list(recording_blocks(self.get_bare_model(self.net_g)))
 
     def _enlca_blocks(self) -> List[ENLCA]:
         return [module for module in self.get_bare_model(self.net_g).modules() if isinstance(module, ENLCA)]
@@ -97,11 +100,11 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
 
     def _set_recording(self, current_iter: int) -> None:
         active_types = tuple(term.loss.block_type for term in self.cri_contrast if current_iter >= term.start_iter)
-        for block in recording_blocks(self.get_bare_model(self.net_g)):
+        for block in self._recording_blocks():
             block.recording = isinstance(block, active_types) if active_types else False
 
     def _clear_records(self) -> None:
-        for block in recording_blocks(self.get_bare_model(self.net_g)):
+        for block in self._recording_blocks():
             block.clear_recorded()
 
     def generator_losses(self, current_iter: int) -> Tuple[Tensor, 'OrderedDict[str, Tensor]']:
@@ -123,7 +126,7 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
                 loss_dict['l_style'] = l_style
         active = [term.loss for term in self.cri_contrast if current_iter >= term.start_iter]
         if active:
-            blocks = list(recording_blocks(self.get_bare_model(self.net_g)))
+            blocks = self._recording_blocks()
             loss_dict['l_contrast'] = sum(loss(blocks) for loss in active)
         for value in loss_dict.values():
             l_total = l_total + value
