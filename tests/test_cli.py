@@ -1,5 +1,6 @@
 """The ``basicsr`` command: help, and bad input rejected before anything is written."""
 import os
+import shutil
 import subprocess
 import sys
 from os import path as osp
@@ -90,6 +91,29 @@ def test_missing_dataset_folder_is_named(tmp_path):
     assert "datasets.train.dataroot_gt: folder 'datasets/demo/train/HR.lmdb' does not exist" in result.stderr
     assert (experiment / 'net_g_1000.pth').read_text() == 'precious'
     assert sorted(os.listdir(workdir)) == ['experiments']
+
+
+def _drop_meta_info(lmdb_folder):
+    os.remove(lmdb_folder / 'meta_info.txt')
+    return f"datasets.train.dataroot_gt: LMDB 'datasets/demo/train/HR.lmdb' has no meta_info.txt"
+
+
+def _drop_a_key(lmdb_folder):
+    meta_info = lmdb_folder.parent / 'LR_bicubic_X4.lmdb' / 'meta_info.txt'
+    meta_info.write_text(''.join(meta_info.read_text().splitlines(keepends=True)[1:]))
+    return "datasets.train.dataroot_lq: the keys of 'datasets/demo/train/LR_bicubic_X4.lmdb' differ from those of"
+
+
+@pytest.mark.parametrize('break_lmdb', [_drop_meta_info, _drop_a_key])
+def test_lmdb_without_meta_info_or_with_other_keys_is_named(demo_data_root, tmp_path, break_lmdb):
+    workdir = tmp_path / 'work'
+    shutil.copytree(osp.join(demo_data_root, 'datasets'), workdir / 'datasets')
+    experiment = _existing_experiment(workdir, 'bad_lmdb')
+    expected = break_lmdb(workdir / 'datasets' / 'demo' / 'train' / 'HR.lmdb')
+    result = run_basicsr(['train', '-opt', write_option(tiny_demo_option('bad_lmdb'), str(tmp_path))], cwd=str(workdir))
+    assert result.returncode == 2 and expected in result.stderr, result.stderr
+    assert (experiment / 'net_g_1000.pth').read_text() == 'precious'
+    assert sorted(os.listdir(workdir)) == ['datasets', 'experiments']
 
 
 def test_rerun_archives_an_existing_experiment_instead_of_deleting_it(demo_data_root, tmp_path):

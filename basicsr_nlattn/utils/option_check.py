@@ -78,6 +78,8 @@ def _check_paths(opt: Dict[str, Any]) -> None:
         meta_info_file = dataset_opt.get('meta_info_file')
         if meta_info_file is not None and not osp.isfile(meta_info_file):
             raise OptionError(f"datasets.{phase}.meta_info_file: file '{meta_info_file}' does not exist")
+        if (dataset_opt.get('io_backend') or {}).get('type') == 'lmdb':
+            _check_lmdb_pair(phase, dataset_opt)
     for key, value in (opt.get('path') or {}).items():
         if key.startswith('pretrain_network') and value is not None and not osp.isfile(value):
             raise OptionError(f"path.{key}: checkpoint '{value}' does not exist")
@@ -86,12 +88,39 @@ def _check_paths(opt: Dict[str, Any]) -> None:
         raise OptionError(f"path.resume_state: training state '{resume_state}' does not exist")
 
 
+def _lmdb_keys(key: str, folder: str) -> List[str]:
+    if not folder.endswith('.lmdb'):
+        raise OptionError(f"{key}: '{folder}' is read with io_backend lmdb, so it must be an LMDB folder ending in "
+                          "'.lmdb' (for a folder of images use io_backend: {type: disk})")
+    meta_info = osp.join(folder, 'meta_info.txt')
+    if not osp.isfile(meta_info):
+        raise OptionError(f"{key}: LMDB '{folder}' has no meta_info.txt, which BasicSR reads for its keys (made by "
+                          'scripts/prepare_div2k.py or basicsr.utils.lmdb_util.make_lmdb_from_imgs)')
+    with open(meta_info, encoding='utf-8') as file:
+        return sorted(line.split(' ')[0] for line in file if line.strip())
+
+
+def _check_lmdb_pair(phase: str, dataset_opt: Dict[str, Any]) -> None:
+    """Both LMDBs of a paired set have meta_info.txt and the same keys (BasicSR pairs them by key)."""
+    keys = {}
+    for key in ('dataroot_gt', 'dataroot_lq'):
+        if dataset_opt.get(key) is not None:
+            keys[key] = _lmdb_keys(f'datasets.{phase}.{key}', dataset_opt[key])
+    if len(keys) == 2 and keys['dataroot_gt'] != keys['dataroot_lq']:
+        only_gt = sorted(set(keys['dataroot_gt']) - set(keys['dataroot_lq']))[:3]
+        only_lq = sorted(set(keys['dataroot_lq']) - set(keys['dataroot_gt']))[:3]
+        raise OptionError(f"datasets.{phase}.dataroot_lq: the keys of '{dataset_opt['dataroot_lq']}' differ from "
+                          f"those of '{dataset_opt['dataroot_gt']}' ({len(keys['dataroot_lq'])} vs "
+                          f"{len(keys['dataroot_gt'])}; only in gt: {only_gt}, only in lq: {only_lq})")
+
+
 def check_options(opt: Dict[str, Any]) -> None:
     """Raise OptionError for the first option that cannot work.
 
     Checked: ``name``; ``model_type``, every ``network_*.type``, ``datasets.*.type``, ``train.*_opt.type`` and
     ``val.metrics.*.type`` are registered (the message lists the registered names); dataset folders,
-    ``meta_info_file``, ``path.pretrain_network_*`` and ``path.resume_state`` exist.
+    ``meta_info_file``, ``path.pretrain_network_*`` and ``path.resume_state`` exist; LMDB datasets have
+    ``meta_info.txt`` and, paired, the same keys.
 
     Args:
         opt (dict): The option dictionary after BasicSR's ``parse_options``.
