@@ -14,8 +14,8 @@ Output (``options/train_*.yml`` read the LMDBs; the PNG folders are the commente
 BasicSR's sizes (``extract_subimages.py``): HR crops of 480 pixels every 240 pixels, the last crop of a row or
 column flush with the border, LR crops of 480/s every 240/s; HR and LR sub-images share their name, which is also
 the LMDB key. Positions are taken on a grid that every scale divides, so each LR sub-image covers exactly the area
-of its HR sub-image, also where an HR side is not a multiple of 12 (DIV2K's are: there the crops are BasicSR's). The LMDBs are written by
-``basicsr.utils.lmdb_util.make_lmdb_from_imgs``.
+of its HR sub-image, also where an HR side is not a multiple of 12 (DIV2K's are: there the crops are BasicSR's).
+The LMDBs are written by ``basicsr.utils.lmdb_util.make_lmdb_from_imgs``.
 
 Every pair is checked before anything is written (each HR image has its LR image for every scale, readable, of
 the size bicubic downscaling gives). Resumable: a sub-image is written under a temporary name and renamed when

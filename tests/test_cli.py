@@ -95,7 +95,7 @@ def test_missing_dataset_folder_is_named(tmp_path):
 
 def _drop_meta_info(lmdb_folder):
     os.remove(lmdb_folder / 'meta_info.txt')
-    return f"datasets.train.dataroot_gt: LMDB 'datasets/demo/train/HR.lmdb' has no meta_info.txt"
+    return "datasets.train.dataroot_gt: LMDB 'datasets/demo/train/HR.lmdb' has no meta_info.txt"
 
 
 def _drop_a_key(lmdb_folder):
