@@ -12,7 +12,8 @@ from typing import Callable, List, Optional
 
 COMMANDS = {
     'train': 'train a network from an option file (BasicSR\'s train_pipeline)',
-    'test': 'test a trained network on the datasets of an option file (BasicSR\'s test_pipeline)',
+    'test': 'test a trained network on the datasets of an option file (BasicSR\'s test pipeline), ending with a '
+    'markdown table beside the paper\'s numbers',
     'convert': 'convert an official checkpoint to this package\'s layout ({"params": state_dict})',
     'bench': 'time and memory of ENLCA against exact attention, and of the contrastive loss against a full sort',
     'flops': 'GFLOPs of the attention cores beside the papers\' tables, or of an option file\'s network per module',
@@ -172,7 +173,7 @@ def _pipeline(command: str) -> Callable[[str], None]:
     if command == 'train':
         from basicsr.train import train_pipeline
         return train_pipeline
-    from basicsr.test import test_pipeline
+    from basicsr_nlattn.testing import test_pipeline
     return test_pipeline
 
 

@@ -112,7 +112,8 @@ def check_ok(result: subprocess.CompletedProcess, what: Optional[str] = None) ->
 def inference_model(network_g: Dict[str, Any],
                     scale: int,
                     pretrain_network_g: Optional[str] = None,
-                    tile: Optional[Dict[str, Any]] = None):
+                    tile: Optional[Dict[str, Any]] = None,
+                    self_ensemble: bool = False):
     """A ContrastiveSRModel in test mode (BasicSR's option keys), on the CPU, optionally loading weights strictly."""
     from basicsr_nlattn.models import ContrastiveSRModel
     path = {} if pretrain_network_g is None else {'pretrain_network_g': pretrain_network_g, 'strict_load_g': True}
@@ -125,8 +126,9 @@ def inference_model(network_g: Dict[str, Any],
         'scale': scale,
         'network_g': copy.deepcopy(network_g),
         'path': path,
-        'val': {} if tile is None else {
-            'tile': tile
+        'val': {
+            'tile': tile,
+            'self_ensemble': self_ensemble
         }
     })
 

@@ -12,6 +12,8 @@ from typing import Any, Dict, Optional
 import torch
 from torch import Tensor, nn
 
+from basicsr_nlattn.models.self_ensemble import self_ensemble_forward
+
 TILE_KEYS = {'tile': {'mode', 'size', 'overlap'}, 'chop': {'mode', 'shave', 'min_size'}}
 
 
@@ -86,17 +88,28 @@ def chop_forward(net: nn.Module, lq: Tensor, scale: int, shave: int = 10, min_si
 
 
 class TiledInferenceMixin:
-    """Model mixin: ``test()`` runs the network whole, tiled or chopped, as ``val.tile`` says (module docstring).
+    """Model mixin: ``test()`` runs the network whole, tiled or chopped, as ``val.tile`` says (module docstring),
+    and averages the x8 self-ensemble when ``val.self_ensemble: true`` (``self_ensemble.py``).
 
     Put it before BasicSR's model class: ``class MyModel(TiledInferenceMixin, SRModel)``.
     """
 
     def __init__(self, opt: Dict[str, Any]) -> None:
-        self.tile = parse_tile_options((opt.get('val') or {}).get('tile'))
+        val_opt = opt.get('val') or {}
+        self.tile = parse_tile_options(val_opt.get('tile'))
+        self.self_ensemble = val_opt.get('self_ensemble', False)
+        if not isinstance(self.self_ensemble, bool):
+            raise ValueError(f'val.self_ensemble must be true or false, got {self.self_ensemble!r}')
         super().__init__(opt)
 
     def inference(self, net: nn.Module, lq: Tensor) -> Tensor:
-        """SR of ``lq`` by ``net`` (already in eval mode, under no_grad), following ``val.tile``."""
+        """SR of ``lq`` by ``net`` (already in eval mode, under no_grad), following ``val.tile`` and
+        ``val.self_ensemble`` (each of the eight transformed inputs is tiled or chopped like the image)."""
+        if self.self_ensemble:
+            return self_ensemble_forward(lambda image: self._tiled_inference(net, image), lq)
+        return self._tiled_inference(net, lq)
+
+    def _tiled_inference(self, net: nn.Module, lq: Tensor) -> Tensor:
         if self.tile is None:
             return net(lq)
         scale = self.opt['scale']

@@ -114,6 +114,20 @@ def _check_lmdb_pair(phase: str, dataset_opt: Dict[str, Any]) -> None:
                           f"{len(keys['dataroot_gt'])}; only in gt: {only_gt}, only in lq: {only_lq})")
 
 
+def _check_inference_options(opt: Dict[str, Any]) -> None:
+    """``val.tile``, ``val.self_ensemble`` and ``val.compare_to_paper``, read by our models and ``basicsr test``."""
+    from basicsr_nlattn.models.tiled_inference import parse_tile_options
+    from basicsr_nlattn.utils.paper_results import paper_row_name
+    val_opt = opt.get('val') or {}
+    try:
+        parse_tile_options(val_opt.get('tile'))
+    except ValueError as error:
+        raise OptionError(str(error)) from error
+    if not isinstance(val_opt.get('self_ensemble', False), bool):
+        raise OptionError(f"val.self_ensemble must be true or false, got {val_opt['self_ensemble']!r}")
+    paper_row_name(opt)
+
+
 def check_options(opt: Dict[str, Any]) -> None:
     """Raise OptionError for the first option that cannot work.
 
@@ -129,4 +143,5 @@ def check_options(opt: Dict[str, Any]) -> None:
         raise OptionError('name: every option file needs a name (it names the experiment folder)')
     for key, name, kind in _typed_entries(opt):
         _check_registered(key, name, kind)
+    _check_inference_options(opt)
     _check_paths(opt)

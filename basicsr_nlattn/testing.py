@@ -1,0 +1,50 @@
+"""``basicsr test``: BasicSR's test pipeline (same options, loaders, model, validation, logs, saved images), ending
+with one markdown table of every tested set beside the paper's published numbers (``utils/paper_results.py``),
+logged and written to ``<results_root>/benchmark.md``.
+"""
+import logging
+from os import path as osp
+from typing import List
+
+import torch
+
+from basicsr_nlattn.utils.paper_results import DatasetResult, comparison_table
+
+
+def test_pipeline(root_path: str) -> List[DatasetResult]:
+    """Run the test sets of the option file given on the command line (``-opt``) and return their mean metrics."""
+    import basicsr.utils.options
+    from basicsr.data import build_dataloader, build_dataset
+    from basicsr.models import build_model
+    from basicsr.utils import get_env_info, get_root_logger, get_time_str, make_exp_dirs
+
+    opt, _ = basicsr.utils.options.parse_options(root_path, is_train=False)
+    torch.backends.cudnn.benchmark = True
+    make_exp_dirs(opt)
+    log_file = osp.join(opt['path']['log'], f"test_{opt['name']}_{get_time_str()}.log")
+    logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=log_file)
+    logger.info(get_env_info())
+    logger.info(basicsr.utils.options.dict2str(opt))
+
+    loaders = []
+    for _, dataset_opt in sorted(opt['datasets'].items()):
+        dataset = build_dataset(dataset_opt)
+        loaders.append(
+            build_dataloader(
+                dataset, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'], sampler=None, seed=opt['manual_seed']))
+        logger.info(f"Number of test images in {dataset_opt['name']}: {len(dataset)}")
+    model = build_model(opt)
+
+    results = []
+    for loader in loaders:
+        name = loader.dataset.opt['name']
+        logger.info(f'Testing {name}...')
+        model.validation(loader, current_iter=opt['name'], tb_logger=None, save_img=opt['val']['save_img'])
+        results.append(DatasetResult(name, len(loader.dataset), dict(getattr(model, 'metric_results', None) or {})))
+    if opt['rank'] == 0 and opt['val'].get('metrics'):
+        table = comparison_table(opt, results)
+        table_file = osp.join(opt['path']['results_root'], 'benchmark.md')
+        with open(table_file, 'w', encoding='utf-8') as file:
+            file.write(table)
+        logger.info(f'Results against the paper (also in {table_file}):\n{table}')
+    return results
