@@ -148,3 +148,26 @@ def test_pcl_fine_tuning_options(name, lr, grad_clip):
     with torch.device('meta'):
         build_network(opt['network_g'])
         build_network(opt['network_d'])
+
+
+TRAIN_OPTION_FILES = sorted(glob.glob(osp.join(REPO_ROOT, 'options', 'train_*.yml')))
+
+
+@pytest.mark.parametrize('option_file', TRAIN_OPTION_FILES, ids=osp.basename)
+def test_train_options_read_what_prepare_div2k_writes(option_file):
+    """The LMDBs by default, the PNG sub-image folders as the commented disk variant; the paths are the ones that
+    scripts/prepare_div2k.py writes under datasets/DIV2K."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('prepare_div2k', osp.join(REPO_ROOT, 'scripts', 'prepare_div2k.py'))
+    prepare_div2k = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare_div2k)
+    opt = load_option_file(option_file)
+    train = opt['datasets']['train']
+    layout = prepare_div2k.Layout('datasets/DIV2K', (opt['scale'], ))
+    (hr_lmdb, hr_folder), (lr_lmdb, lr_folder) = layout.folders().items()
+    assert train['io_backend'] == {'type': 'lmdb'}
+    assert (train['dataroot_gt'], train['dataroot_lq']) == (hr_lmdb, lr_lmdb)
+    with open(option_file, encoding='utf-8') as file:
+        text = file.read()
+    for commented in (f'# dataroot_gt: {hr_folder}', f'# dataroot_lq: {lr_folder}', '#   type: disk'):
+        assert commented in text

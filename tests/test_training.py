@@ -127,6 +127,7 @@ def test_torchrun_rank0_validation_of_a_network_with_buffers(demo_data_root, tmp
     broadcasts those buffers in a collective the other rank never joins: basicsr 1.4.2 then dies with 'Connection
     closed by peer' (compat fix 6). Validating the bare network keeps the ranks in step."""
     opt = tiny_demo_option('torchrun_swinir', total_iter=20, val__val_freq=5, logger__save_checkpoint_freq=100)
+    opt['datasets']['train']['num_worker_per_gpu'] = 0  # spawned workers re-import torch: ~10 s a run
     opt['model_type'] = 'SRModel'
     del opt['train']['contrastive_opt']
     opt['network_g'] = dict(
@@ -165,6 +166,7 @@ def test_demo_enlcn_logs_the_contrastive_loss_after_its_warm_up(demo_data_root, 
 def test_torchrun_two_cpu_processes_train_pcl(demo_data_root, tmp_path):
     """PCLModel under DDP: D is wrapped too and takes two forwards (HR, SR) before its backward."""
     opt = tiny_demo_option('torchrun_pcl', total_iter=4, logger__print_freq=2, logger__save_checkpoint_freq=4)
+    opt['datasets']['train']['num_worker_per_gpu'] = 0  # spawned workers re-import torch: ~10 s a run
     opt['model_type'] = 'PCLModel'
     opt['network_g'] = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 4}
     opt['network_d'] = {'type': 'HaarDiscriminator', 'num_feat': 8, 'num_stages': 4}
