@@ -4,9 +4,9 @@
     python scripts/inference.py -opt FILE --input img.png --output out/ --weights net_g_latest.pth --tile 128 32
 
 The network (``network_g``), scale and weights (``path.pretrain_network_g``, or ``--weights``) come from the option
-file; tiling from ``--tile SIZE OVERLAP`` / ``--chop``, else the option's ``val.tile``, else whole images. Outputs
-are written as ``<name>_x<scale>.png`` into ``--output``, which must not be an input folder: inputs are never
-overwritten.
+file; tiling from ``--tile SIZE OVERLAP`` / ``--chop``, else the option's ``val.tile``, else whole images; the x8
+self-ensemble with ``--self_ensemble`` or the option's ``val.self_ensemble``. Outputs are written as
+``<name>_x<scale>.png`` into ``--output``, which must not be an input folder: inputs are never overwritten.
 """
 import argparse
 import os
@@ -37,6 +37,10 @@ def main() -> int:
     parser.add_argument('--weights', help='checkpoint to use instead of path.pretrain_network_g')
     parser.add_argument('--tile', type=int, nargs=2, metavar=('SIZE', 'OVERLAP'), help='tiles in LR pixels')
     parser.add_argument('--chop', action='store_true', help="the official evaluation's four-quadrant chop")
+    parser.add_argument(
+        '--self_ensemble',
+        action='store_true',
+        help='mean over the 8 flips/rotations (x8 self-ensemble; default: the option\'s val.self_ensemble)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda. Default: cpu')
     args = parser.parse_args()
 
@@ -47,7 +51,7 @@ def main() -> int:
     from basicsr.archs import build_network
     from basicsr.utils import img2tensor, tensor2img
     from tqdm import tqdm
-    from basicsr_nlattn.models.tiled_inference import chop_forward, parse_tile_options, tiled_forward
+    from basicsr_nlattn.models.tiled_inference import parse_tile_options, super_resolve
     from basicsr_nlattn.utils.option_check import OptionError, load_option_file
     # isort: on
 
@@ -64,6 +68,7 @@ def main() -> int:
             tile = parse_tile_options({'size': args.tile[0], 'overlap': args.tile[1]})
         else:
             tile = parse_tile_options({'mode': 'chop'} if args.chop else (opt.get('val') or {}).get('tile'))
+        self_ensemble = args.self_ensemble or (opt.get('val') or {}).get('self_ensemble', False) is True
     except (OptionError, FileNotFoundError, ValueError) as error:
         sys.stderr.write(f'inference: error: {error}\n')
         return 2
@@ -83,12 +88,7 @@ def main() -> int:
             return 2
         lq = img2tensor(image.astype('float32') / 255., bgr2rgb=True, float32=True).unsqueeze(0).to(device)
         with torch.no_grad():
-            if tile is None:
-                sr = net(lq)
-            elif tile['mode'] == 'chop':
-                sr = chop_forward(net, lq, scale, tile['shave'], tile['min_size'])
-            else:
-                sr = tiled_forward(net, lq, scale, tile['size'], tile['overlap'])
+            sr = super_resolve(net, lq, scale, tile, self_ensemble)
         name = osp.splitext(osp.basename(image_path))[0]
         cv2.imwrite(osp.join(output_dir, f'{name}_x{scale}.png'), tensor2img(sr))
     print(f'{len(images)} image(s) super-resolved x{scale} into {output_dir}')

@@ -87,6 +87,24 @@ def chop_forward(net: nn.Module, lq: Tensor, scale: int, shave: int = 10, min_si
     return output
 
 
+def super_resolve(net: nn.Module,
+                  lq: Tensor,
+                  scale: int,
+                  tile: Optional[Dict[str, Any]] = None,
+                  self_ensemble: bool = False) -> Tensor:
+    """``net(lq)`` whole, tiled or chopped as ``tile`` (from ``parse_tile_options``) says; with ``self_ensemble``
+    the mean over the eight flips/rotations, each tiled or chopped like the image."""
+
+    def forward(image: Tensor) -> Tensor:
+        if tile is None:
+            return net(image)
+        if tile['mode'] == 'chop':
+            return chop_forward(net, image, scale, tile['shave'], tile['min_size'])
+        return tiled_forward(net, image, scale, tile['size'], tile['overlap'])
+
+    return self_ensemble_forward(forward, lq) if self_ensemble else forward(lq)
+
+
 class TiledInferenceMixin:
     """Model mixin: ``test()`` runs the network whole, tiled or chopped, as ``val.tile`` says (module docstring),
     and averages the x8 self-ensemble when ``val.self_ensemble: true`` (``self_ensemble.py``).
@@ -104,18 +122,8 @@ class TiledInferenceMixin:
 
     def inference(self, net: nn.Module, lq: Tensor) -> Tensor:
         """SR of ``lq`` by ``net`` (already in eval mode, under no_grad), following ``val.tile`` and
-        ``val.self_ensemble`` (each of the eight transformed inputs is tiled or chopped like the image)."""
-        if self.self_ensemble:
-            return self_ensemble_forward(lambda image: self._tiled_inference(net, image), lq)
-        return self._tiled_inference(net, lq)
-
-    def _tiled_inference(self, net: nn.Module, lq: Tensor) -> Tensor:
-        if self.tile is None:
-            return net(lq)
-        scale = self.opt['scale']
-        if self.tile['mode'] == 'chop':
-            return chop_forward(net, lq, scale, self.tile['shave'], self.tile['min_size'])
-        return tiled_forward(net, lq, scale, self.tile['size'], self.tile['overlap'])
+        ``val.self_ensemble``."""
+        return super_resolve(net, lq, self.opt['scale'], self.tile, self.self_ensemble)
 
     def test(self) -> None:
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g

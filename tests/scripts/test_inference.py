@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from basicsr.archs import build_network
+from basicsr.utils import img2tensor, tensor2img
 from conftest import REPO_ROOT, check_ok, subprocess_env, write_option
 from skimage import data as skdata
 
@@ -47,6 +48,23 @@ def test_tiled_output_equals_the_whole_image(workdir):
     tiled = cv2.imread(str(workdir / 'tiled' / 'coffee_x2.png'))
     assert whole.shape == (140, 180, 3)
     assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1  # float tiles, then the same rounding
+
+
+def test_self_ensemble_output_is_the_mean_of_the_eight_symmetries(workdir):
+    check_ok(run(workdir, '--input', 'inputs', '--output', 'x8', '--self_ensemble', '--tile', '32', '8'))
+    net = build_network(NETWORK).eval()
+    net.load_state_dict(torch.load(workdir / 'net.pth', weights_only=True)['params'])
+    lq = img2tensor(cv2.imread(str(workdir / 'inputs' / 'coffee.png')).astype(np.float32) / 255.).unsqueeze(0)
+    with torch.no_grad():
+        expected = torch.stack([
+            torch.rot90(net(torch.rot90(lq.flip(-1) if flip else lq, turns, (2, 3))), -turns,
+                        (2, 3)).flip(-1) if flip else torch.rot90(net(torch.rot90(lq, turns, (2, 3))), -turns, (2, 3))
+            for turns in range(4) for flip in (False, True)
+        ]).mean(0)
+    ensemble = cv2.imread(str(workdir / 'x8' / 'coffee_x2.png'))
+    assert np.abs(ensemble.astype(int) - tensor2img(expected).astype(int)).max() <= 1
+    whole = tensor2img(net(lq).detach())
+    assert np.abs(ensemble.astype(int) - whole.astype(int)).max() > 2
 
 
 def test_inputs_are_never_overwritten_and_errors_are_named(workdir):
