@@ -10,7 +10,7 @@ import torch
 from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import img2tensor, tensor2img
-from conftest import REPO_ROOT, check_ok, experiment_log, run_basicsr, subprocess_env, write_option
+from conftest import REPO_ROOT, check_ok, experiment_log, run_basicsr, subprocess_env, torchrun_command, write_option
 from skimage import data as skdata
 
 from basicsr_nlattn.utils.option_check import OptionError
@@ -107,11 +107,11 @@ def benchmark_workdir(tmp_path_factory):
     return root
 
 
-def test_basicsr_test_writes_the_table_of_every_set(benchmark_workdir):
-    root = benchmark_workdir
+def benchmark_option(name):
+    """A test option over the generated Set5 and BSD100 with the tiny ENLCN x4."""
     datasets = {
         f'test_{index}': {
-            'name': name,
+            'name': set_name,
             'type': 'PairedImageDataset',
             'dataroot_gt': f'datasets/{folder}/GTmod12',
             'dataroot_lq': f'datasets/{folder}/LRbicx4',
@@ -119,10 +119,10 @@ def test_basicsr_test_writes_the_table_of_every_set(benchmark_workdir):
                 'type': 'disk'
             }
         }
-        for index, (name, folder) in enumerate([('Set5', 'Set5'), ('BSD100', 'B100')], start=1)
+        for index, (set_name, folder) in enumerate([('Set5', 'Set5'), ('BSD100', 'B100')], start=1)
     }
     opt = {
-        'name': 'test_tiny_ENLCN_x4',
+        'name': name,
         'model_type': 'ContrastiveSRModel',
         'scale': 4,
         'num_gpu': 0,
@@ -138,6 +138,12 @@ def test_basicsr_test_writes_the_table_of_every_set(benchmark_workdir):
             'metrics': METRICS
         }
     }
+    return opt
+
+
+def test_basicsr_test_writes_the_table_of_every_set(benchmark_workdir):
+    root = benchmark_workdir
+    opt = benchmark_option('test_tiny_ENLCN_x4')
     check_ok(run_basicsr(['test', '-opt', write_option(opt, str(root))], cwd=str(root)))
     with open(root / 'results' / 'test_tiny_ENLCN_x4' / 'benchmark.md', encoding='utf-8') as file:
         table = file.read()
@@ -188,3 +194,17 @@ def test_bad_inference_options_are_named_before_testing(benchmark_workdir, tmp_p
     result = run_basicsr(['test', '-opt', write_option(opt, str(tmp_path))], cwd=str(tmp_path))
     assert result.returncode == 2 and "val.tile.mode must be one of ['chop', 'tile'], got 'quadrants'" in result.stderr
     assert not osp.exists(tmp_path / 'results')
+
+
+def test_torchrun_test_writes_the_same_table_once(benchmark_workdir):
+    """Under torchrun rank 0 validates (compat) and writes the table; it equals the one-process table."""
+    root = benchmark_workdir
+    option_file = write_option(benchmark_option('test_tiny_ENLCN_x4_dist'), str(root), 'dist.yml')
+    command = torchrun_command(2, 'basicsr_nlattn.test', ['-opt', option_file, '--launcher', 'pytorch'])
+    check_ok(subprocess.run(command, cwd=str(root), env=subprocess_env(), capture_output=True, text=True, timeout=600))
+    with open(root / 'results' / 'test_tiny_ENLCN_x4_dist' / 'benchmark.md', encoding='utf-8') as file:
+        table = file.read()
+    single = root / 'results' / 'test_tiny_ENLCN_x4' / 'benchmark.md'
+    if single.is_file():  # written by the one-process test when it ran first
+        assert table.replace('_dist', '') == single.read_text(encoding='utf-8')
+    assert experiment_log(str(root / 'results' / 'test_tiny_ENLCN_x4_dist'), phase='test').count('| Set5 | 2 |') == 1
