@@ -63,14 +63,8 @@ def center_crop(image: np.ndarray, max_side: int, multiple: int) -> np.ndarray:
     return image[top:top + new_h, left:left + new_w]
 
 
-def bicubic_downscale(hr_bgr: np.ndarray, scale: int) -> np.ndarray:
-    """MATLAB-like bicubic downscaling (with anti-aliasing) by an integer factor, uint8 in, uint8 out."""
-    from basicsr.utils.matlab_functions import imresize
-    lr = imresize(hr_bgr.astype(np.float32) / 255., 1 / scale)
-    return np.clip(np.round(lr * 255.), 0, 255).astype(np.uint8)
-
-
 def write_split(split_dir: str, images: Dict[str, Callable[[], np.ndarray]], scales: List[int], max_side: int) -> None:
+    from basicsr_nlattn.utils.image_files import bicubic_downscale
     multiple = math.lcm(*scales)
     hr_dir = osp.join(split_dir, 'HR')
     os.makedirs(hr_dir, exist_ok=True)

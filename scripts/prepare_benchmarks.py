@@ -133,38 +133,12 @@ def modcrop(image: np.ndarray, multiple: int = GT_MULTIPLE) -> np.ndarray:
     return image[:h - h % multiple, :w - w % multiple]
 
 
-def bicubic_downscale(hr_bgr: np.ndarray, scale: int) -> np.ndarray:
-    """MATLAB-like bicubic downscaling (with anti-aliasing) by an integer factor, uint8 in, uint8 out."""
-    # Imported on the first image to downscale: a run that only skips files or stops on bad input never loads torch.
-    # isort: off
-    import basicsr_nlattn  # noqa: F401  (compat first: basicsr 1.4.2 does not import on today's torchvision without it)
-    from basicsr.utils.matlab_functions import imresize
-    # isort: on
-    lr = imresize(hr_bgr.astype(np.float32) / 255., 1 / scale)
-    return np.clip(np.round(lr * 255.), 0, 255).astype(np.uint8)
-
-
 def has_shape(path: str, shape: Tuple[int, ...]) -> bool:
     """Whether ``path`` is a readable image of exactly this shape (3-channel uint8 for what this script writes)."""
     if not osp.isfile(path):
         return False
     image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     return image is not None and image.dtype == np.uint8 and image.shape == shape
-
-
-def write_png(path: str, image: np.ndarray) -> None:
-    """Write a PNG under a temporary name, then rename it, so that ``path`` is never a truncated file."""
-    ok, encoded = cv2.imencode('.png', image)
-    if not ok:
-        raise PrepareError(f"cannot encode '{path}' as PNG")
-    partial = path + '.partial'
-    try:
-        with open(partial, 'wb') as file:
-            file.write(encoded.tobytes())
-        os.replace(partial, path)
-    finally:
-        if osp.exists(partial):
-            os.remove(partial)
 
 
 def prepare_set(benchmark: BenchmarkSet, scales: Sequence[int]) -> Tuple[int, int]:
@@ -188,6 +162,9 @@ def prepare_set(benchmark: BenchmarkSet, scales: Sequence[int]) -> Tuple[int, in
             if has_shape(target, (gt.shape[0] // scale, gt.shape[1] // scale, 3)):
                 skipped += 1
                 continue
+            # Imported at the first write (later ones find it loaded): a run that only skips files or stops on bad
+            # input never loads torch. The package applies its basicsr compat on import.
+            from basicsr_nlattn.utils.image_files import bicubic_downscale, write_png
             write_png(target, gt if scale == 1 else bicubic_downscale(gt, scale))
             written += 1
     expected = {osp.splitext(osp.basename(image))[0] + '.png' for image in benchmark.images}

@@ -140,15 +140,6 @@ def check_input(input_dir: str, scales: Sequence[int], crop: int, step: int) -> 
     return [plan_image(path, input_dir, scales, crop, step) for path in list_hr_images(input_dir)]
 
 
-def _write_png(image, path: str) -> None:
-    """Write under a temporary name and rename: a file with the final name is always complete."""
-    import cv2
-    temporary = osp.join(osp.dirname(path), f'.tmp_{osp.basename(path)}')
-    if not cv2.imwrite(temporary, image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]):
-        raise PrepareError(f"cannot write '{temporary}'")
-    os.replace(temporary, path)
-
-
 def _read(path: str):
     import cv2
     image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
@@ -167,13 +158,15 @@ def _crops(plan: ImagePlan, scale: int) -> Iterator[Tuple[slice, slice]]:
 def extract_subimages(plan: ImagePlan, layout: Layout) -> str:
     """Write the HR and LR sub-images of one image (worker process); returns its stem."""
     import cv2
+
+    from basicsr_nlattn.utils.image_files import write_png
     cv2.setNumThreads(1)
     names = plan.sub_names()
     for scale, folder, path in [(1, layout.hr_sub(), plan.hr_path)] + [(scale, layout.lr_sub(scale), lr_path)
                                                                        for scale, lr_path in plan.lr_paths.items()]:
         image = _read(path)
         for name, (rows, cols) in zip(names, _crops(plan, scale)):
-            _write_png(image[rows, cols, ...], osp.join(folder, name))
+            write_png(osp.join(folder, name), image[rows, cols, ...], PNG_COMPRESSION)
     return plan.stem
 
 
@@ -292,7 +285,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     import basicsr_nlattn  # noqa: F401  (compat: basicsr 1.4.2 does not import on today's torchvision without it)
     try:
         counts = prepare_div2k(args.input, args.output, args.scales, args.workers, args.crop_size, args.step)
-    except PrepareError as error:
+    except (PrepareError, OSError) as error:
         sys.stderr.write(f'prepare_div2k: error: {error}\n')
         return 2
     print(f"Done: {counts['images']} images -> {counts['sub_images']} sub-images per scale ({counts['extracted']} "
