@@ -51,7 +51,7 @@ def main() -> int:
     from basicsr.archs import build_network
     from basicsr.utils import img2tensor, tensor2img
     from tqdm import tqdm
-    from basicsr_nlattn.models.tiled_inference import parse_tile_options, super_resolve
+    from basicsr_nlattn.models.tiled_inference import parse_self_ensemble, parse_tile_options, super_resolve
     from basicsr_nlattn.utils.option_check import OptionError, load_option_file
     # isort: on
 
@@ -68,7 +68,7 @@ def main() -> int:
             tile = parse_tile_options({'size': args.tile[0], 'overlap': args.tile[1]})
         else:
             tile = parse_tile_options({'mode': 'chop'} if args.chop else (opt.get('val') or {}).get('tile'))
-        self_ensemble = args.self_ensemble or (opt.get('val') or {}).get('self_ensemble', False) is True
+        self_ensemble = args.self_ensemble or parse_self_ensemble((opt.get('val') or {}).get('self_ensemble', False))
     except (OptionError, FileNotFoundError, ValueError) as error:
         sys.stderr.write(f'inference: error: {error}\n')
         return 2

@@ -45,6 +45,13 @@ def parse_tile_options(tile_opt: Optional[Dict[str, Any]]) -> Optional[Dict[str,
     return parsed
 
 
+def parse_self_ensemble(value: Any) -> bool:
+    """Validate ``val.self_ensemble`` (callers default a missing key to false)."""
+    if not isinstance(value, bool):
+        raise ValueError(f'val.self_ensemble must be true or false, got {value!r}')
+    return value
+
+
 def tiled_forward(net: nn.Module, lq: Tensor, scale: int, size: int, overlap: int) -> Tensor:
     """Run ``net`` tile by tile; (b, c, h, w) -> (b, c', scale h, scale w)."""
     _, _, height, width = lq.shape
@@ -115,9 +122,7 @@ class TiledInferenceMixin:
     def __init__(self, opt: Dict[str, Any]) -> None:
         val_opt = opt.get('val') or {}
         self.tile = parse_tile_options(val_opt.get('tile'))
-        self.self_ensemble = val_opt.get('self_ensemble', False)
-        if not isinstance(self.self_ensemble, bool):
-            raise ValueError(f'val.self_ensemble must be true or false, got {self.self_ensemble!r}')
+        self.self_ensemble = parse_self_ensemble(val_opt.get('self_ensemble', False))
         super().__init__(opt)
 
     def inference(self, net: nn.Module, lq: Tensor) -> Tensor:

@@ -116,15 +116,14 @@ def _check_lmdb_pair(phase: str, dataset_opt: Dict[str, Any]) -> None:
 
 def _check_inference_options(opt: Dict[str, Any]) -> None:
     """``val.tile``, ``val.self_ensemble`` and ``val.compare_to_paper``, read by our models and ``basicsr test``."""
-    from basicsr_nlattn.models.tiled_inference import parse_tile_options
+    from basicsr_nlattn.models.tiled_inference import parse_self_ensemble, parse_tile_options
     from basicsr_nlattn.utils.paper_results import paper_row_name
     val_opt = opt.get('val') or {}
     try:
         parse_tile_options(val_opt.get('tile'))
+        parse_self_ensemble(val_opt.get('self_ensemble', False))
     except ValueError as error:
         raise OptionError(str(error)) from error
-    if not isinstance(val_opt.get('self_ensemble', False), bool):
-        raise OptionError(f"val.self_ensemble must be true or false, got {val_opt['self_ensemble']!r}")
     paper_row_name(opt)
 
 
