@@ -9,7 +9,6 @@
 Trained with ``ContrastiveSRModel``, the inserted blocks' contrastive losses apply as in our own networks.
 """
 import copy
-from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Sequence
 
 import torch
@@ -127,7 +126,3 @@ class WithAttention(nn.Module):
                                f'attention blocks after {self.insert_after}')
         missing = [BASE_PREFIX + key for key in result.missing_keys] + new_keys
         return type(result)(missing, [BASE_PREFIX + key for key in result.unexpected_keys])
-
-    def base_state_dict(self) -> 'OrderedDict[str, Tensor]':
-        """The base's own state dict (keys without ``base.``), e.g. to hand back to a plain base network."""
-        return self.base.state_dict()
