@@ -10,6 +10,7 @@ from os import path as osp
 from typing import Any, Dict, List, Optional
 
 import pytest
+import torch
 import yaml
 
 import basicsr_nlattn  # noqa: F401  (applies compat: test modules import basicsr, which needs it first)
@@ -174,3 +175,26 @@ def training_options(model_type: str,
         },
         'val': {}
     }
+
+
+def gradients_at_step(optimizer: torch.optim.Optimizer) -> List[List[Optional[torch.Tensor]]]:
+    """Record, at each ``optimizer.step()``, copies of the gradients it is about to apply (after any clipping).
+
+    Returns:
+        list: grows by one list per step, a cloned ``grad`` (or None) per parameter, in ``param_groups`` order.
+    """
+    steps: List[List[Optional[torch.Tensor]]] = []
+
+    def record(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        steps.append([
+            None if p.grad is None else p.grad.detach().clone() for group in optimizer.param_groups
+            for p in group['params']
+        ])
+
+    optimizer.register_step_pre_hook(record)
+    return steps
+
+
+def gradient_norm(gradients: List[Optional[torch.Tensor]]) -> torch.Tensor:
+    """Total 2-norm of a list of gradients (None entries skipped), as ``clip_grad_norm_`` measures it."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in gradients if g is not None]))

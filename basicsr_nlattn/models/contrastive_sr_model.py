@@ -7,7 +7,7 @@ clears the records. It also redraws ENLCA's random features on schedule and keep
 """
 import inspect
 from collections import OrderedDict
-from typing import Any, Dict, List, NamedTuple, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from basicsr.losses import build_loss
@@ -56,6 +56,15 @@ def parse_contrastive_opt(contrastive_opt: Any) -> List[Tuple[Dict[str, Any], in
     return parsed
 
 
+def parse_grad_clip(grad_clip: Any) -> Optional[float]:
+    """``train.grad_clip`` -> the maximum gradient norm of net_g's parameters, or None (no clipping), validated."""
+    if grad_clip is None:
+        return None
+    if isinstance(grad_clip, bool) or not isinstance(grad_clip, (int, float)) or not grad_clip > 0:
+        raise ValueError(f'train.grad_clip must be a number > 0, got {grad_clip!r}')
+    return float(grad_clip)
+
+
 @MODEL_REGISTRY.register()
 class ContrastiveSRModel(TiledInferenceMixin, SRModel):
     """SRModel with the contrastive-feature protocol, scheduled random-feature redraws and tiled inference.
@@ -65,11 +74,20 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
             ``block_type`` (``ENLCAContrastiveLoss``, ...) plus ``start_iter`` (int, the papers' warm-up: before
             it, blocks record nothing and the term is not computed; default 0). Their sum is logged as
             ``l_contrast``. Without it, the model trains like SRModel.
+        train.grad_clip (float): clip the total gradient norm of net_g's parameters to this value before each G
+            step (``torch.nn.utils.clip_grad_norm_``; the RCAN recipe uses 1). Default: none (no clipping).
         val.tile (dict): ``{size, overlap}`` or ``{mode: chop}``, see ``tiled_inference.py``.
+
+    Each iteration (``optimize_parameters``): redraw the random features, set the blocks' recording, one forward,
+    then the hooks a subclass overrides: ``_before_generator_update`` (e.g. a discriminator step, returning its log
+    entries), ``_updates_generator`` (whether G steps this iteration) and ``_extra_generator_losses`` (terms added to
+    ``generator_losses``); then, written once here, backward, gradient clipping, G's optimizer step, EMA, clearing
+    the records and logging.
     """
 
     def init_training_settings(self) -> None:
         parsed = parse_contrastive_opt(self.opt['train'].get('contrastive_opt'))
+        self.grad_clip = parse_grad_clip(self.opt['train'].get('grad_clip'))
         super().init_training_settings()
         self.cri_contrast = [ContrastiveTerm(build_loss(opt).to(self.device), start) for opt, start in parsed]
         blocks = self._recording_blocks()
@@ -132,18 +150,49 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
             l_total = l_total + value
         return l_total, loss_dict
 
+    def _updates_generator(self, current_iter: int) -> bool:
+        """Whether this iteration ends with a G step (a subclass may train only another network on some)."""
+        return True
+
+    def _before_generator_update(self, current_iter: int, update_g: bool) -> 'OrderedDict[str, Tensor]':
+        """Run after the forward (``self.output`` is set) and before G's losses, e.g. a discriminator step.
+
+        Args:
+            current_iter (int): the iteration, from 1.
+            update_g (bool): what ``_updates_generator`` decided for this iteration.
+
+        Returns:
+            OrderedDict: extra (detached) log entries, logged before G's terms. Empty here.
+        """
+        return OrderedDict()
+
+    def _extra_generator_losses(self, current_iter: int) -> 'OrderedDict[str, Tensor]':
+        """Terms added, in order, to the total of ``generator_losses`` and logged under their names. Empty here."""
+        return OrderedDict()
+
     def optimize_parameters(self, current_iter: int) -> None:
+        """One iteration: forward, the subclass hooks, then (when G updates) backward, ``train.grad_clip``, G's
+        step and EMA; the records are cleared and the losses logged in every iteration."""
         self.redraw_random_features(current_iter)
         self._set_recording(current_iter)
-        self.optimizer_g.zero_grad()
         self.output = self.net_g(self.lq)
-        l_total, loss_dict = self.generator_losses(current_iter)
-        l_total.backward()
-        self.optimizer_g.step()
+        update_g = self._updates_generator(current_iter)
+        loss_dict = self._before_generator_update(current_iter, update_g)
+        if update_g:
+            self.optimizer_g.zero_grad()
+            l_total, g_losses = self.generator_losses(current_iter)
+            for name, value in self._extra_generator_losses(current_iter).items():
+                g_losses[name] = value
+                l_total = l_total + value
+            l_total.backward()
+            if self.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), max_norm=self.grad_clip)
+            self.optimizer_g.step()
+            loss_dict.update(g_losses)
+            if self.ema_decay > 0:
+                self.model_ema(decay=self.ema_decay)
         self._clear_records()
         self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
 
     @torch.no_grad()
     def model_ema(self, decay: float = 0.999) -> None:

@@ -5,6 +5,7 @@ Official code: https://github.com/Aitical/PCL-SISR.
 """
 import copy
 import inspect
+from collections import OrderedDict
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -55,9 +56,11 @@ class PCLModel(ContrastiveSRModel):
     pixel loss + the network's own contrastive losses (``train.contrastive_opt``) + alpha * PCL (``train.pcl_opt``,
     Eq. 8-10) over K_P positives (HR and sharpened HR) and K_N negatives (blurred HR) made on the fly. The SR
     features go through D with autograd, so the PCL term reaches the SR network (the official code computes them
-    under ``torch.no_grad()``, so its term never does).
+    under ``torch.no_grad()``, so its term never does). The iteration is ContrastiveSRModel's: this class fills its
+    hooks (the D step in ``_before_generator_update``, the schedule in ``_updates_generator``, ``l_pcl`` in
+    ``_extra_generator_losses``), so ``train.grad_clip`` and everything else of the G step are inherited.
 
-    Option keys beyond ContrastiveSRModel's:
+    Option keys beyond ContrastiveSRModel's (``train.grad_clip`` and ``train.contrastive_opt`` are inherited):
         network_d (dict): the embedding network, ``{type: HaarDiscriminator}`` with defaults works.
         train.optim_d (dict): D's optimizer (not needed with ``freeze_d``).
         train.pcl_opt (dict): ``PCLContrastiveLoss`` options (``loss_weight`` alpha 0.1, ``layers`` [0, 1, 2, 3],
@@ -71,7 +74,6 @@ class PCLModel(ContrastiveSRModel):
             negatives as fake, beside HR and SR. Default: false.
         train.freeze_d (bool): keep D fixed (a pretrained embedding from ``path.pretrain_network_d``, paper
             Table V). Default: false.
-        train.grad_clip (float): clip G's gradient norm to this value (the RCAN recipe uses 1). Default: none.
     """
 
     def init_training_settings(self) -> None:
@@ -80,7 +82,6 @@ class PCLModel(ContrastiveSRModel):
         self.freeze_d = bool(train_opt.get('freeze_d', False))
         self.net_d_iters = train_opt.get('net_d_iters', 1)
         self.net_d_init_iters = train_opt.get('net_d_init_iters', 0)
-        self.grad_clip = train_opt.get('grad_clip')
         self.discriminator_samples = bool(train_opt.get('discriminator_samples', False))
         if 'network_d' not in self.opt:
             raise ValueError(
@@ -102,6 +103,7 @@ class PCLModel(ContrastiveSRModel):
         self.cri_pcl.check_layers(bare_d.num_features)
         self.cri_d = build_loss(train_opt.get('discriminator_opt') or {'type': 'ContrastiveDiscriminatorLoss'})
         self.net_d.train()
+        self._pcl_samples: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         super().init_training_settings()
         if self.freeze_d:  # a fixed embedding: no gradients, BatchNorm on its running statistics
             self.net_d.requires_grad_(False)
@@ -154,37 +156,36 @@ class PCLModel(ContrastiveSRModel):
         self.optimizer_d.step()
         return l_d.detach()
 
-    def optimize_parameters(self, current_iter: int) -> None:
-        self.redraw_random_features(current_iter)
-        self._set_recording(current_iter)
-        self.output = self.net_g(self.lq)
+    def _updates_generator(self, current_iter: int) -> bool:
+        """G steps every ``net_d_iters`` iterations after the ``net_d_init_iters`` D-only ones (SRGANModel's rule)."""
+        return current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters
+
+    def _before_generator_update(self, current_iter: int, update_g: bool) -> 'OrderedDict[str, torch.Tensor]':
+        """Check that SR matches HR, make the samples (for the PCL term of this G step, or for D's step with
+        ``discriminator_samples``), keep them for ``_extra_generator_losses`` when the PCL term is due, take D's
+        step unless ``freeze_d``, and freeze D when G steps next; returns ``l_d``."""
         if self.output.shape != self.gt.shape:
             raise ValueError(f'network_g: output {tuple(self.output.shape)} differs from the HR batch '
                              f'{tuple(self.gt.shape)}; PCL compares SR with HR samples (check upscale and scale)')
-        update_g = current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters
         use_pcl = update_g and current_iter >= self.pcl['start_iter']
         positives = negatives = None
         if use_pcl or (self.discriminator_samples and not self.freeze_d):
             positives, negatives = self.make_samples(current_iter)
-        loss_dict = {}
+        self._pcl_samples = (positives, negatives) if use_pcl else None
+        log = OrderedDict()
         if not self.freeze_d:
-            loss_dict['l_d'] = self._optimize_d(positives, negatives)
-        if update_g:
+            log['l_d'] = self._optimize_d(positives, negatives)
+        if update_g:  # the G step's backward goes through D (l_pcl) but must not leave D gradients
             self.net_d.requires_grad_(False)
-            self.optimizer_g.zero_grad()
-            l_total, g_losses = self.generator_losses(current_iter)
-            if use_pcl:
-                g_losses['l_pcl'] = self.pcl_loss(positives, negatives)
-                l_total = l_total + g_losses['l_pcl']
-            l_total.backward()
-            if self.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), max_norm=self.grad_clip)
-            self.optimizer_g.step()
-            loss_dict.update(g_losses)
-            if self.ema_decay > 0:
-                self.model_ema(decay=self.ema_decay)
-        self._clear_records()
-        self.log_dict = self.reduce_loss_dict(loss_dict)
+        return log
+
+    def _extra_generator_losses(self, current_iter: int) -> 'OrderedDict[str, torch.Tensor]':
+        """``l_pcl`` when ``_before_generator_update`` kept samples (released here: none outlives the iteration)."""
+        samples, self._pcl_samples = self._pcl_samples, None
+        losses = OrderedDict()
+        if samples is not None:
+            losses['l_pcl'] = self.pcl_loss(*samples)
+        return losses
 
     def save(self, epoch: int, current_iter: int) -> None:
         self.save_network(self.net_d, 'net_d', current_iter)

@@ -1,11 +1,12 @@
-"""ContrastiveSRModel: contrastive terms with warm-up, seeded redraws (ranks, resume, EMA), bad contrastive_opt."""
+"""ContrastiveSRModel: contrastive terms with warm-up, seeded redraws (ranks, resume, EMA), grad_clip, bad options."""
 import os
+import re
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import training_options
+from conftest import gradient_norm, gradients_at_step, training_options
 
 import basicsr_nlattn  # noqa: F401  (registers the model)
 from basicsr_nlattn.archs.attention import ENLCA, orthogonal_gaussian_matrix
@@ -108,6 +109,31 @@ def test_ema_network_gets_the_random_features():
     train_steps(model, [1, 2, 3])
     for ours, ema in zip(enlca_blocks(model), [m for m in model.net_g_ema.modules() if isinstance(m, ENLCA)]):
         torch.testing.assert_close(ema.random_features, ours.random_features, rtol=0, atol=0)
+
+
+def test_grad_clip_clips_the_gradient_norm_of_the_g_step():
+    clip = 1e-3
+    stepped = {}
+    for grad_clip in (None, clip):
+        torch.manual_seed(0)
+        model = ContrastiveSRModel(model_options({**CONTRAST, 'start_iter': 0}, grad_clip=grad_clip))
+        stepped[grad_clip] = gradients_at_step(model.optimizer_g)
+        logs = train_steps(model, [1])
+        assert set(logs[0]) == {'l_pix', 'l_contrast'}
+    unclipped, clipped = stepped[None][0], stepped[clip][0]
+    norm = gradient_norm(unclipped)
+    assert norm > 10 * clip
+    # the same gradients, scaled by clip_grad_norm_'s coefficient max_norm / (norm + 1e-6): a norm within 1e-4 of clip
+    torch.testing.assert_close(gradient_norm(clipped), torch.tensor(clip), rtol=1e-4, atol=0)
+    for ours, raw in zip(clipped, unclipped):
+        torch.testing.assert_close(ours, raw * (clip / (norm + 1e-6)), rtol=1e-5, atol=1e-12)
+
+
+@pytest.mark.parametrize('grad_clip', [0, -1.0, '1.0', True, float('nan')])
+def test_bad_grad_clip(grad_clip):
+    message = f'train.grad_clip must be a number > 0, got {grad_clip!r}'
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ContrastiveSRModel(model_options(CONTRAST, grad_clip=grad_clip))
 
 
 NOT_CONTRASTIVE = (r'train.contrastive_opt.type must be a contrastive loss, one of '

@@ -1,9 +1,11 @@
-"""PCLModel: the PCL term reaches the SR network, alternating D/G steps, resume of D and both optimizers, errors."""
+"""PCLModel: the PCL term reaches the SR network, alternating D/G steps, grad_clip, resume of D and both optimizers,
+errors."""
 from os import path as osp
 
 import pytest
 import torch
-from conftest import check_ok, experiment_log, run_basicsr, tiny_demo_option, training_options, write_option
+from conftest import (check_ok, experiment_log, gradient_norm, gradients_at_step, run_basicsr, tiny_demo_option,
+                      training_options, write_option)
 
 import basicsr_nlattn  # noqa: F401
 from basicsr_nlattn.models import PCLModel
@@ -83,6 +85,27 @@ def test_iterations_alternate_d_and_g_and_log_their_losses(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(g_before, model.net_g.parameters()))
 
 
+def test_grad_clip_clips_g_not_d(tmp_path):
+    clip = 1e-3
+    stepped = {}
+    for grad_clip in (None, clip):
+        torch.manual_seed(0)
+        model = PCLModel(pcl_options(tmp_path, grad_clip=grad_clip))
+        stepped[grad_clip] = (gradients_at_step(model.optimizer_g), gradients_at_step(model.optimizer_d))
+        feed(model, 1)
+        model.optimize_parameters(1)
+        assert set(model.get_current_log()) == {'l_d', 'l_pix', 'l_pcl'}
+    (g_unclipped, d_unclipped), (g_clipped, d_clipped) = stepped[None], stepped[clip]
+    norm = gradient_norm(g_unclipped[0])
+    assert norm > 10 * clip
+    for ours, raw in zip(g_clipped[0], g_unclipped[0]):  # clip_grad_norm_ scales by max_norm / (norm + 1e-6)
+        torch.testing.assert_close(ours, raw * (clip / (norm + 1e-6)), rtol=1e-5, atol=1e-12)
+    # the norm is clip * norm / (norm + 1e-6): within 1e-4 of clip
+    torch.testing.assert_close(gradient_norm(g_clipped[0]), torch.tensor(clip), rtol=1e-4, atol=0)
+    for ours, raw in zip(d_clipped[0], d_unclipped[0]):  # D's step, before G's, is not clipped
+        torch.testing.assert_close(ours, raw, rtol=0, atol=0)
+
+
 def test_official_sampling_trains(tmp_path):
     model = PCLModel(pcl_options(tmp_path, pcl_opt={'num_pos': 2, 'num_neg': 2, 'sampling': 'official'}))
     feed(model, 1)
@@ -154,6 +177,9 @@ def test_save_and_resume_restore_d_and_both_optimizers(tmp_path):
     ({
         'freeze_d': True
     }, 'train.freeze_d needs path.pretrain_network_d'),
+    ({
+        'grad_clip': 0
+    }, 'train.grad_clip must be a number > 0, got 0'),
 ])
 def test_bad_pcl_options(tmp_path, change, match):
     options = pcl_options(tmp_path)
