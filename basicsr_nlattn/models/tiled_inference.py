@@ -2,10 +2,10 @@
 
 ``val.tile: {size: 64, overlap: 16}`` cuts the LR image into size x size tiles, runs each with ``overlap`` LR pixels
 of context on every side and keeps only its centre: for a network whose receptive field fits in the overlap
-(a conv-only net), the result equals the untiled forward. ``val.tile: {mode: chop}`` is the official EDSR-PyTorch
-evaluation that the ENLCN and NLSN checkpoints were published with: four overlapping quadrants (``shave`` LR pixels
-of overlap), chopped again while a quadrant holds at least ``min_size`` pixels, so converted official checkpoints
-reproduce the published numbers.
+(a conv-only net), the result equals the untiled forward. ``val.tile: {mode: chop}`` is the official evaluation that
+the ENLCN and NLSN checkpoints were published with (``forward_chop``, see :func:`chop_forward`): four overlapping
+quadrants with the official rounding of their size, chopped again while a quadrant holds at least ``min_size``
+pixels, so converted official checkpoints reproduce the published numbers.
 """
 from typing import Any, Dict, Optional
 
@@ -71,22 +71,46 @@ def tiled_forward(net: nn.Module, lq: Tensor, scale: int, size: int, overlap: in
 
 
 def chop_forward(net: nn.Module, lq: Tensor, scale: int, shave: int = 10, min_size: int = 120000) -> Tensor:
-    """The official evaluation: four quadrants overlapping by ``shave`` LR pixels, run together as one batch, or
-    chopped again while a quadrant has at least ``min_size`` pixels; each output quadrant keeps its own corner."""
-    batch, _, height, width = lq.shape
+    """The official evaluation (``forward_chop`` of the ENLCA and NLSN code, from EDSR-PyTorch), one GPU's way.
+
+    The four corner quadrants of (h // 2 + shave) x (w // 2 + shave) LR pixels, the height then rounded up by
+    ``h_size += 4 - h_size % 4`` and the width by ``w_size += 8 - w_size % 8`` (both always add, also on an exact
+    multiple), are run one at a time with the whole batch, or chopped again the same way while the rounded
+    h_size * w_size is at least ``min_size``; each output quadrant keeps the part nearest its own corner.
+
+    Differs from the official code only where it breaks: when the rounded quadrant exceeds the image (LR sides
+    below about 2 (shave + 4)), the official slicing takes wrong rows or columns and the assembly fails; here the
+    quadrant is clipped to the image on that side. A quadrant clipped to the whole image is run whole instead of
+    chopped again (the official recursion would not end).
+
+    Args:
+        net (nn.Module): the network, (b, c, h, w) -> (b, c', scale h, scale w).
+        lq (Tensor): (b, c, h, w) LR batch.
+        scale (int): the network's upscaling factor.
+        shave (int): LR pixels of overlap beyond each half. Default: 10.
+        min_size (int): quadrants of at least this many (rounded) LR pixels are chopped again. Default: 120000.
+
+    Returns:
+        Tensor: (b, c', scale h, scale w).
+    """
+    _, _, height, width = lq.shape
     half_h, half_w = height // 2, width // 2
-    size_h, size_w = min(half_h + shave, height), min(half_w + shave, width)
+    size_h, size_w = half_h + shave, half_w + shave
+    size_h += 4 - size_h % 4
+    size_w += 8 - size_w % 8
+    chop_again = size_h * size_w >= min_size
+    size_h, size_w = min(size_h, height), min(size_w, width)
     quadrants = [
         lq[..., :size_h, :size_w], lq[..., :size_h, width - size_w:], lq[..., height - size_h:, :size_w],
         lq[..., height - size_h:, width - size_w:]
     ]
-    if size_h * size_w < min_size or (size_h == height and size_w == width):
-        outputs = net(torch.cat(quadrants, dim=0)).split(batch, dim=0)
-    else:
+    if chop_again and (size_h, size_w) != (height, width):
         outputs = [chop_forward(net, quadrant, scale, shave, min_size) for quadrant in quadrants]
+    else:
+        outputs = [net(quadrant) for quadrant in quadrants]
     height, width, half_h, half_w = height * scale, width * scale, half_h * scale, half_w * scale
     size_h, size_w = size_h * scale, size_w * scale
-    output = outputs[0].new_zeros(batch, outputs[0].shape[1], height, width)
+    output = outputs[0].new_empty(*outputs[0].shape[:2], height, width)
     output[..., :half_h, :half_w] = outputs[0][..., :half_h, :half_w]
     output[..., :half_h, half_w:] = outputs[1][..., :half_h, size_w - width + half_w:]
     output[..., half_h:, :half_w] = outputs[2][..., size_h - height + half_h:, :half_w]

@@ -46,13 +46,13 @@ class SparseAttentionCore(nn.Module):
     def __init__(self, embed_dim: int, num_positions: int, n_hashes: int, chunk_size: int = 144) -> None:
         super().__init__()
         self.chunk_size = chunk_size
-        buckets = num_hash_buckets(num_positions, chunk_size)
+        self.num_buckets = buckets = num_hash_buckets(num_positions, chunk_size)
         generator = torch.Generator().manual_seed(0)
         self.register_buffer('rotations', torch.randn(embed_dim, n_hashes, buckets // 2, generator=generator))
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
         codes = spherical_hash(query, self.rotations)
-        attended, logsumexp = bucketed_attention(query, key, value, codes, self.chunk_size)
+        attended, logsumexp = bucketed_attention(query, key, value, codes, self.chunk_size, self.num_buckets)
         return (torch.softmax(logsumexp, dim=1).unsqueeze(-1) * attended).sum(1)
 
 

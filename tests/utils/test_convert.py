@@ -1,5 +1,6 @@
 """Converter: a synthetic official checkpoint (the official key layout, random values) converted and loaded
-strictly gives the same output as an independent forward written over the official layout."""
+strictly gives the same output as the official network, written from the official formulas over the official
+layout (``tests/helpers/official_reference.py``; NLSN in training mode under the same seed, on several chunks)."""
 import json
 import math
 from os import path as osp
@@ -8,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import check_ok, inference_model, run_basicsr
+from helpers.official_reference import official_enlca, official_nlsa
 
 import basicsr_nlattn  # noqa: F401
 from basicsr_nlattn import cli
@@ -35,46 +37,22 @@ def synthetic_official(name, seed=0):
     return state
 
 
-def official_enlca(state, prefix, x, amplification=6.0, res_scale=0.1, eps=1e-4):
-    """ENLCA over the official keys, with the explicit N x N kernel matrix (Performer-style stabilised features)."""
-    b, c, h, w = x.shape
-
-    def embed(name):
-        return F.conv2d(x, state[f'{prefix}{name}.0.weight'], state[f'{prefix}{name}.0.bias']).flatten(2)
-
-    query = F.normalize(embed('conv_match1'), dim=1) * math.sqrt(amplification)  # (b, c', n)
-    key = F.normalize(embed('conv_match2'), dim=1) * math.sqrt(amplification)
-    value = embed('conv_assembly')  # (b, c, n)
-    projection = state[f'{prefix}attn_fn.projection_matrix']  # (m, c')
-    m = projection.shape[0]
-    query_proj, key_proj = projection @ query, projection @ key  # (b, m, n)
-    phi_q = torch.exp(query_proj - query.pow(2).sum(1, keepdim=True) / 2 - query_proj.amax(1, keepdim=True)) + eps
-    phi_k = torch.exp(key_proj - key.pow(2).sum(1, keepdim=True) / 2 - key_proj.amax((1, 2), keepdim=True)) + eps
-    kernel = (phi_q / math.sqrt(m)).transpose(1, 2) @ (phi_k / math.sqrt(m))  # (b, n, n)
-    attended = value @ (kernel / kernel.sum(-1, keepdim=True)).transpose(1, 2)  # (b, c, n)
-    return x + res_scale * attended.view(b, c, h, w)
-
-
-def official_nlsa_one_chunk(state, prefix, x, res_scale=0.1):
-    """NLSA over the official keys for an input of at most one chunk: exact attention, keys normalised."""
-    b, c, h, w = x.shape
-    embed = F.conv2d(x, state[f'{prefix}conv_match.0.weight'], state[f'{prefix}conv_match.0.bias'], padding=1)
-    embed = embed.flatten(2).transpose(1, 2)  # (b, n, c')
-    value = F.conv2d(x, state[f'{prefix}conv_assembly.0.weight'], state[f'{prefix}conv_assembly.0.bias'])
-    attention = torch.softmax(embed @ F.normalize(embed, dim=-1).transpose(1, 2), dim=-1)  # (b, n, n)
-    return x + res_scale * (value.flatten(2) @ attention.transpose(1, 2)).view(b, c, h, w)
-
-
 def official_forward(state, x, res_scale=0.1):
+    """The official ENLCN / NLSN forward over the official keys (NLSN draws its rotations from the global RNG)."""
+
+    def conv(name):
+        return state[f'{name}.weight'], state[f'{name}.bias']
+
     x = F.conv2d(x, state['sub_mean.weight'], state['sub_mean.bias'])
     x = F.conv2d(x, state['head.0.weight'], state['head.0.bias'], padding=1)
     res, index = x, 0
     while f'body.{index}.weight' not in state:
         prefix = f'body.{index}.'
         if f'{prefix}conv_match1.0.weight' in state:
-            res = official_enlca(state, prefix, res)
+            res = official_enlca(res, conv(f'{prefix}conv_match1.0'), conv(f'{prefix}conv_match2.0'),
+                                 conv(f'{prefix}conv_assembly.0'), state[f'{prefix}attn_fn.projection_matrix'])
         elif f'{prefix}conv_match.0.weight' in state:
-            res = official_nlsa_one_chunk(state, prefix, res)
+            res = official_nlsa(res, conv(f'{prefix}conv_match.0'), conv(f'{prefix}conv_assembly.0'), res_scale=res_scale)
         else:
             inner = F.relu(F.conv2d(res, state[f'{prefix}body.0.weight'], state[f'{prefix}body.0.bias'], padding=1))
             res = res + res_scale * F.conv2d(
@@ -92,23 +70,33 @@ def official_forward(state, x, res_scale=0.1):
     return F.conv2d(out, state['add_mean.weight'], state['add_mean.bias'])
 
 
-@pytest.mark.parametrize('arch, scale', [('ENLCN', 2), ('ENLCN', 3), ('ENLCN', 4), ('NLSN', 2), ('NLSN', 4)])
+@pytest.mark.parametrize('arch, scale', [('ENLCN', 2), ('ENLCN', 3), ('ENLCN', 4), ('NLSN', 2), ('NLSN', 3),
+                                         ('NLSN', 4)])
 def test_converted_checkpoint_loads_strictly_and_reproduces_the_official_forward(tmp_path, arch, scale):
     official = synthetic_official(f'{arch}_x{scale}', seed=scale)
     torch.save(official, tmp_path / 'official.pt')
     convert_checkpoint(arch, scale, str(tmp_path / 'official.pt'), str(tmp_path / 'ours.pth'))
     model = inference_model({'type': arch, 'upscale': scale}, scale, str(tmp_path / 'ours.pth'))
-    lq = torch.rand(1, 3, 7, 9, generator=torch.Generator().manual_seed(1))  # 63 positions: one NLSA chunk
-    model.feed_data({'lq': lq})
-    model.test()
-    with torch.no_grad():
-        expected = official_forward(official, lq)
-    assert model.output.shape == (1, 3, 7 * scale, 9 * scale)
-    torch.testing.assert_close(model.output, expected, rtol=1e-4, atol=1e-4)
-    assert (model.output - lq.mean()).abs().mean() > 1e-2  # not a trivial, near-constant output
     if arch == 'ENLCN':
+        lq = torch.rand(1, 3, 14, 17, generator=torch.Generator().manual_seed(1))
+        model.feed_data({'lq': lq})
+        model.test()
+        ours = model.output
+        with torch.no_grad():
+            expected = official_forward(official, lq)
         net = model.get_bare_model(model.net_g)
         torch.testing.assert_close(net.body[9].random_features, official['body.9.attn_fn.projection_matrix'])
+    else:  # the official rotations are drawn in training mode: both networks in training mode, same seed
+        lq = torch.rand(1, 3, 13, 23, generator=torch.Generator().manual_seed(1))  # 299 positions: 3 chunks, padded
+        net = model.get_bare_model(model.net_g).train()
+        with torch.no_grad():
+            torch.manual_seed(7)
+            ours = net(lq)
+            torch.manual_seed(7)
+            expected = official_forward(official, lq)
+    assert ours.shape == (1, 3, lq.shape[2] * scale, lq.shape[3] * scale)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+    assert (ours - lq.mean()).abs().mean() > 1e-2  # not a trivial, near-constant output
 
 
 def test_wrong_scale_and_wrong_arch_are_named():

@@ -15,6 +15,8 @@ from torch import Tensor, nn
 from basicsr_nlattn.archs.attention.random_features import orthogonal_gaussian_matrix, random_feature_attention
 from basicsr_nlattn.archs.attention.recording import RecordsContrastiveFeatures
 
+NORMALIZE_EPS = 5e-5  # the official code's eps of F.normalize for the query and key embeddings
+
 
 @ARCH_REGISTRY.register()
 class ENLCA(RecordsContrastiveFeatures):
@@ -28,13 +30,20 @@ class ENLCA(RecordsContrastiveFeatures):
     ``ENLCAContrastiveLoss`` (the contrastive-feature protocol of ``recording.py``).
 
     The random matrix F is a persistent buffer ``random_features`` (saved in checkpoints, never redrawn in eval or on
-    load). ``ContrastiveSRModel`` redraws it every ``redraw_interval`` iterations with
-    :meth:`redraw_random_features` and a generator seeded by (manual_seed, iteration // redraw_interval), so that
-    every DDP rank, and a resumed run, uses the same features.
+    load). ``ContrastiveSRModel`` redraws it before the forward of iteration ``iter`` whenever
+    (iter - 1) // redraw_interval changes, with :meth:`redraw_random_features` and a generator seeded by
+    (manual_seed, (iter - 1) // redraw_interval, block number), so that every DDP rank, and a resumed run, uses the
+    same features.
 
-    Differs from the official code: the paper redraws F every epoch (``redraw_interval: 1000``, DESIGN's epoch of
-    1000 iterations); the code redraws every 641 forwards (``redraw_interval: 641``). Like the code, the paper's
-    amplification k is applied as sqrt(k) on each unit vector, so the exponent is k * cos(q, k).
+    As in the official code: the kernel is phi(x) = m^-1/2 (exp(F x - |x|^2 / 2) + eps) with eps = 1e-4 (computed
+    with a scale that cancels exactly, see ``softmax_kernel_features``); theta(X) and delta(X) are normalised with
+    ``F.normalize(..., eps=5e-5)``; the paper's amplification k is applied as sqrt(k) on each unit vector, so the
+    exponent is k * cos(q, k). Given the same weights and F, the block computes the official block's output.
+
+    Differs from the official code: F is drawn with its QR signs fixed (Haar-distributed blocks; the code keeps
+    ``torch.qr``'s signs) and redrawn from the seeded generator above, not from the global RNG. The paper redraws
+    F every epoch (``redraw_interval: 1000``, an epoch of 1000 iterations at batch 16); the code redraws every
+    641 forwards (``redraw_interval: 641``).
 
     Args:
         num_feat (int): channels c_in = c_out of the input and output.
@@ -87,8 +96,8 @@ class ENLCA(RecordsContrastiveFeatures):
 
     def embed(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Unit queries and keys (b, hw, c'), before amplification, and values (b, hw, c) of Eq. 3."""
-        query = F.normalize(self.query_conv(x).flatten(2).transpose(1, 2), dim=-1)
-        key = F.normalize(self.key_conv(x).flatten(2).transpose(1, 2), dim=-1)
+        query = F.normalize(self.query_conv(x).flatten(2).transpose(1, 2), dim=-1, eps=NORMALIZE_EPS)
+        key = F.normalize(self.key_conv(x).flatten(2).transpose(1, 2), dim=-1, eps=NORMALIZE_EPS)
         return query, key, self.value_conv(x).flatten(2).transpose(1, 2)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -3,12 +3,14 @@
 Paper: Image Super-Resolution with Non-Local Sparse Attention (Mei, Fan and Zhou, CVPR 2021), Eq. 7-11.
 Official code: https://github.com/HarukiYqM/Non-Local-Sparse-Attention.
 """
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
+
+NORMALIZE_EPS = 5e-5  # the official code's eps of F.normalize for the keys
 
 
 def num_hash_buckets(num_positions: int, chunk_size: int, max_buckets: int = 128) -> int:
@@ -46,17 +48,32 @@ def combine_rounds(outputs: Tensor, logsumexp: Tensor) -> Tensor:
 
 
 def _with_neighbours(chunks: Tensor) -> Tensor:
-    """(b, r, k, s, c) chunks -> (b, r, k, 3s, c): each chunk with the previous and the next one (cyclic)."""
-    num_chunks = chunks.shape[2]
-    if num_chunks == 1:
+    """(b, r, k, s, c) chunks -> (b, r, k, 3s, c): each chunk, then the previous and the next one (cyclic), as the
+    official code; with two chunks the other one appears twice, as previous and as next.
+
+    A single chunk is returned alone: the official code would concatenate it three times, which leaves every
+    softmax unchanged and raises every round's logsumexp by the same log 3, so Eq. 11 gives the same output.
+    """
+    if chunks.shape[2] == 1:
         return chunks
-    if num_chunks == 2:  # previous and next are the same chunk: attend to it once
-        return torch.cat([chunks, chunks.roll(1, dims=2)], dim=3)
     return torch.cat([chunks, chunks.roll(1, dims=2), chunks.roll(-1, dims=2)], dim=3)
 
 
-def bucketed_attention(query: Tensor, key: Tensor, value: Tensor, codes: Tensor,
-                       chunk_size: int) -> Tuple[Tensor, Tensor]:
+def sort_by_bucket(codes: Tensor, num_buckets: int) -> Tensor:
+    """Eq. 8-9: the order that groups each round's positions by bucket, (b, r, n) codes -> (b, r, n) positions.
+
+    As the official code: round r's codes are offset by r * num_buckets and all rounds are sorted together by one
+    ``torch.sort`` (not stable), so positions that share a bucket keep the order that sort gives them; with the
+    official block's codes, the chunks are the official chunks.
+    """
+    b, rounds, n = codes.shape
+    offsets = torch.arange(rounds, device=codes.device).view(1, rounds, 1) * num_buckets
+    _, flat_order = (codes + offsets).view(b, rounds * n).sort(dim=-1)  # round r fills [r n, (r + 1) n)
+    return (flat_order % n).view(b, rounds, n)
+
+
+def bucketed_attention(query: Tensor, key: Tensor, value: Tensor, codes: Tensor, chunk_size: int,
+                       num_buckets: int) -> Tuple[Tensor, Tensor]:
     """Sort positions by bucket (Eq. 8-9), attend within each chunk and its neighbours (Eq. 10), undo the sort.
 
     Memory is O(rounds x n x 3 chunk_size): no n x n tensor. When n is not a multiple of ``chunk_size``, each
@@ -67,8 +84,9 @@ def bucketed_attention(query: Tensor, key: Tensor, value: Tensor, codes: Tensor,
         query (Tensor): (b, n, c') queries.
         key (Tensor): (b, n, c') keys.
         value (Tensor): (b, n, c) values.
-        codes (Tensor): (b, rounds, n) bucket codes.
+        codes (Tensor): (b, rounds, n) bucket codes in [0, num_buckets).
         chunk_size (int): positions per chunk k.
+        num_buckets (int): m, the number of hash buckets (sets the official sort's round offsets).
 
     Returns:
         (Tensor, Tensor): outputs (b, rounds, n, c) and their logsumexp (b, rounds, n).
@@ -76,8 +94,7 @@ def bucketed_attention(query: Tensor, key: Tensor, value: Tensor, codes: Tensor,
     b, n, _ = query.shape
     rounds = codes.shape[1]
     chunk = min(chunk_size, n)
-    positions = torch.arange(n, device=codes.device)
-    order = torch.argsort(codes * n + positions, dim=-1)  # (b, r, n): by bucket, then by position
+    order = sort_by_bucket(codes, num_buckets)  # (b, r, n)
     padding = (-n) % chunk
     if padding:
         order = torch.cat([order, order[..., n - padding:]], dim=-1)
@@ -89,7 +106,7 @@ def bucketed_attention(query: Tensor, key: Tensor, value: Tensor, codes: Tensor,
 
     query_chunks = gather(query)
     key_context, value_context = _with_neighbours(gather(key)), _with_neighbours(gather(value))
-    logits = torch.einsum('brkic,brkjc->brkij', query_chunks, key_context)  # (b, r, k, s, <=3s)
+    logits = torch.einsum('brkic,brkjc->brkij', query_chunks, key_context)  # (b, r, k, s, s or 3s)
     logsumexp = torch.logsumexp(logits, dim=-1, keepdim=True)
     attended = torch.einsum('brkij,brkjc->brkic', torch.exp(logits - logsumexp), value_context)
     attended = attended.reshape(b, rounds, -1, value.shape[-1])[:, :, :n]  # (b, r, n, c), sorted order
@@ -108,14 +125,18 @@ class NLSA(nn.Module):
     sorts by bucket, splits into chunks of ``chunk_size`` (Eq. 8-9) and attends within each chunk and its two
     neighbours (Eq. 10); rounds are combined by Eq. 11; the result is added to the input scaled by ``res_scale``.
 
-    Rotations: fresh Gaussian rotations every training forward (global RNG, which BasicSR seeds with
-    ``manual_seed``); in eval mode, rotations from a CPU generator seeded with ``eval_seed`` on every call, so the
-    same input gives the same output on every call and every machine. ``n_hashes`` may differ between training and
-    testing (paper Table 3): it is not part of the state dict.
+    Rotations: in training, one ``torch.randn`` of shape (1, c', n_hashes, m / 2) per forward from the global RNG
+    (which BasicSR seeds with ``manual_seed``), in the embeddings' dtype and device, shared by the batch: the
+    official block's draw, so with the same ``torch.manual_seed`` both blocks hash, sort (the official
+    ``torch.sort`` over round-offset codes), pad (the sorted tail repeated), chunk (own, previous and next chunk;
+    with two chunks the other one twice), attend and combine rounds alike, and give the same output. In eval mode,
+    rotations from a CPU generator seeded with ``eval_seed`` on every call, so the same input gives the same output
+    on every call and every machine. ``n_hashes`` may differ between training and testing (paper Table 3): it is
+    not part of the state dict.
 
-    Differs from the official code: the official code crashes when h * w < chunk_size; here one chunk of h * w
-    positions is exact attention. With exactly two chunks, the official code attends to the other chunk twice
-    (as previous and as next); here once. Evaluation in the official code uses fresh random rotations.
+    Differs from the official code: it crashes when h * w < chunk_size; here one chunk of h * w positions is
+    exact attention, and no rotation is drawn. Its evaluation draws fresh rotations from the global RNG, so the
+    same image gives different outputs; here evaluation is seeded (``eval_seed``).
 
     Args:
         num_feat (int): channels of input and output.
@@ -166,24 +187,26 @@ class NLSA(nn.Module):
                   embed_dim: int,
                   num_positions: int,
                   device: torch.device,
-                  generator: Optional[torch.Generator] = None) -> Tensor:
-        """(c', rounds, m / 2) Gaussian rotations: from ``generator``, else seeded in eval, fresh in training."""
+                  dtype: torch.dtype = torch.float32) -> Tensor:
+        """(c', rounds, m / 2) Gaussian rotations: the official draw in training, seeded by ``eval_seed`` in eval."""
         shape = (embed_dim, self.n_hashes, num_hash_buckets(num_positions, self.chunk_size, self.max_buckets) // 2)
-        if generator is None and not self.training:
-            generator = torch.Generator().manual_seed(self.eval_seed)
-        if generator is None:
-            return torch.randn(shape, device=device)
-        return torch.randn(shape, generator=generator).to(device)
+        if self.training:  # the official (1, c', rounds, m / 2) draw, expanded over the batch there
+            return torch.randn((1, ) + shape, dtype=dtype, device=device)[0]
+        generator = torch.Generator().manual_seed(self.eval_seed)
+        return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         embed = self.match_conv(x).flatten(2).transpose(1, 2)  # (b, hw, c')
         value = self.value_conv(x).flatten(2).transpose(1, 2)  # (b, hw, c)
-        if h * w <= self.chunk_size:  # one chunk: every position attends to all, whatever the buckets
+        if h * w < self.chunk_size:  # one chunk: every position attends to all (the official code crashes)
+            num_buckets = 1
             codes = embed.new_zeros((b, self.n_hashes, h * w), dtype=torch.long)
         else:
-            codes = spherical_hash(embed.detach(), self.rotations(embed.shape[-1], h * w, x.device).to(embed.dtype))
-        attended, logsumexp = bucketed_attention(embed, F.normalize(embed, dim=-1), value, codes, self.chunk_size)
+            num_buckets = num_hash_buckets(h * w, self.chunk_size, self.max_buckets)
+            codes = spherical_hash(embed.detach(), self.rotations(embed.shape[-1], h * w, x.device, embed.dtype))
+        key = F.normalize(embed, dim=-1, eps=NORMALIZE_EPS)
+        attended, logsumexp = bucketed_attention(embed, key, value, codes, self.chunk_size, num_buckets)
         out = combine_rounds(attended, logsumexp)  # (b, hw, c)
         return x + self.res_scale * out.transpose(1, 2).reshape(b, c, h, w)
 

@@ -42,35 +42,31 @@ def orthogonal_gaussian_matrix(num_rows: int,
     return (rows * norms[:, None]).to(dtype)
 
 
-def softmax_kernel_features(x: Tensor,
-                            projection: Tensor,
-                            *,
-                            is_query: bool,
-                            eps: float = 1e-4,
-                            stabilize: bool = True) -> Tensor:
-    """phi(x) = m^-1/2 (exp(F x - |x|^2 / 2 - s) + eps), so that phi(q)^T phi(k) estimates exp(q^T k) (Eq. 4).
+def softmax_kernel_features(x: Tensor, projection: Tensor, *, is_query: bool, eps: float = 1e-4) -> Tensor:
+    """phi(x) = m^-1/2 (exp(F x - |x|^2 / 2) + eps), so that phi(q)^T phi(k) estimates exp(q^T k) (Eq. 4).
 
-    The stabiliser s (a detached maximum of F x: per query row for queries, per batch item for keys) keeps every
-    exponential <= 1; it scales a query's numerator and denominator alike (Eq. 5-6), so it cancels except against
-    ``eps``. ``stabilize=False, eps=0`` gives the literal, unbiased estimator of Eq. 4.
+    This is the official kernel (eps = 1e-4 keeps every normaliser positive), computed up to a factor e^s that
+    cancels exactly in the attention of Eq. 5-6: with s a detached maximum of the exponent (per row for queries,
+    per batch item for keys), the result is m^-1/2 (exp(F x - |x|^2 / 2 - s) + eps e^-s) = e^-s phi(x). A query's
+    factor scales its numerator and denominator alike, a batch item's key factor scales every numerator and
+    denominator of that item alike, eps included, so the attention equals the literal formula while no
+    exponential exceeds 1 (float32 stays finite where exp(F x) alone would overflow).
 
     Args:
         x (Tensor): (b, n, c) embeddings, amplified (Q or K of Eq. 3).
         projection (Tensor): (m, c) random matrix F.
-        is_query (bool): queries are stabilised per row, keys per batch item.
-        eps (float): added to every feature (the official code's 1e-4) so that no normaliser is zero.
-        stabilize (bool): subtract the detached maximum before the exponential. Default: True.
+        is_query (bool): queries are scaled per row, keys per batch item.
+        eps (float): added to every unscaled feature, the official code's 1e-4; 0 gives the unbiased estimator.
 
     Returns:
-        Tensor: (b, n, m) non-negative features.
+        Tensor: (b, n, m) non-negative features e^-s phi(x); the scale e^-s cancels in
+        :func:`random_feature_attention`, not in a product phi(q)^T phi(k) on its own.
     """
     projected = torch.einsum('bnc,mc->bnm', x, projection)
-    half_square_norm = x.pow(2).sum(dim=-1, keepdim=True) / 2
-    exponent = projected - half_square_norm
-    if stabilize:
-        reduce_dims = (-1, ) if is_query else (-2, -1)
-        exponent = exponent - projected.detach().amax(dim=reduce_dims, keepdim=True)
-    return (torch.exp(exponent) + eps) / math.sqrt(projection.shape[0])
+    exponent = projected - x.pow(2).sum(dim=-1, keepdim=True) / 2
+    reduce_dims = (-1, ) if is_query else (-2, -1)
+    shift = exponent.detach().amax(dim=reduce_dims, keepdim=True)
+    return (torch.exp(exponent - shift) + eps * torch.exp(-shift)) / math.sqrt(projection.shape[0])
 
 
 def random_feature_attention(query: Tensor,

@@ -1,9 +1,11 @@
-"""ENLCA: the random-feature kernel (Eq. 4), the linear attention (Eq. 5-6), the block, its records and redraws."""
+"""ENLCA: the random-feature kernel (Eq. 4), the linear attention (Eq. 5-6), the block against the official block
+written from the official formulas, its records and redraws."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.official_reference import official_enlca
 
 from basicsr_nlattn.archs.attention import (ENLCA, orthogonal_gaussian_matrix, random_feature_attention,
                                             softmax_kernel_features)
@@ -11,6 +13,17 @@ from basicsr_nlattn.archs.attention import (ENLCA, orthogonal_gaussian_matrix, r
 
 def _unit(shape, seed):
     return F.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64), dim=-1)
+
+
+def literal_phi(x, projection, eps):
+    """Eq. 4 as written: m^-1/2 (exp(F x - |x|^2 / 2) + eps), (b, n, c) -> (b, n, m)."""
+    return (torch.exp(x @ projection.T - x.pow(2).sum(-1, keepdim=True) / 2) + eps) / math.sqrt(projection.shape[0])
+
+
+def literal_attention(query, key, value, projection, eps):
+    """Eq. 5-6 with the explicit N x N kernel matrix of the literal features."""
+    kernel = literal_phi(query, projection, eps) @ literal_phi(key, projection, eps).transpose(1, 2)
+    return (kernel / kernel.sum(-1, keepdim=True)) @ value
 
 
 def test_orthogonal_rows_within_a_block_and_gaussian_norms():
@@ -28,9 +41,7 @@ def test_random_features_estimate_exp_of_inner_product_without_bias():
     """Mean of phi(q).phi(k) over many draws (one large F) is exp(q.k) (Eq. 4)."""
     query, key = _unit((1, 3, 8), 0) * math.sqrt(2), _unit((1, 3, 8), 1) * math.sqrt(2)
     projection = orthogonal_gaussian_matrix(2**17, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    phi_q = softmax_kernel_features(query, projection, is_query=True, eps=0, stabilize=False)
-    phi_k = softmax_kernel_features(key, projection, is_query=False, eps=0, stabilize=False)
-    estimate = phi_q[0] @ phi_k[0].T
+    estimate = literal_phi(query, projection, 0)[0] @ literal_phi(key, projection, 0)[0].T
     exact = torch.exp(query[0] @ key[0].T)
     torch.testing.assert_close(estimate, exact, rtol=0.04, atol=0)
 
@@ -57,17 +68,28 @@ def test_linear_attention_approaches_exact_softmax_attention_as_m_grows():
     assert errors[-1] < 0.02 and errors[0] > 10 * errors[-1], errors
 
 
-def test_linear_order_equals_the_explicit_kernel_matrix():
-    """Eq. 5-6 in linear order equals normalising the explicit N x N matrix phi(Q) phi(K)^T (same features)."""
-    query, key = _unit((2, 30, 8), 6) * 2, _unit((2, 30, 8), 7) * 2
+@pytest.mark.parametrize('eps', [0, 1e-4])
+@pytest.mark.parametrize('amplification', [1, 6, 12])
+def test_linear_order_equals_the_literal_formula_with_its_eps(amplification, eps):
+    """Eq. 5-6 in linear order, with the cancelling scale, equals the literal features' explicit N x N kernel."""
+    scale = math.sqrt(amplification)
+    query, key = _unit((2, 30, 8), 6) * scale, _unit((2, 30, 8), 7) * scale
     value = torch.randn(2, 30, 5, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
     projection = orthogonal_gaussian_matrix(16, 8, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    phi_q = softmax_kernel_features(query, projection, is_query=True)
-    phi_k = softmax_kernel_features(key, projection, is_query=False)
-    kernel = phi_q @ phi_k.transpose(1, 2)  # (b, n, n), brute force
-    expected = (kernel / kernel.sum(-1, keepdim=True)) @ value
+    expected = literal_attention(query, key, value, projection, eps)
     torch.testing.assert_close(
-        random_feature_attention(query, key, value, projection), expected, rtol=1e-10, atol=1e-12)
+        random_feature_attention(query, key, value, projection, eps=eps), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_features_are_the_literal_ones_up_to_a_cancelling_scale():
+    """phi(q) up to one factor per query row, phi(k) up to one factor per batch item, eps included."""
+    query, key = _unit((2, 7, 8), 13) * 3, _unit((2, 7, 8), 14) * 3
+    projection = orthogonal_gaussian_matrix(16, 8, generator=torch.Generator().manual_seed(15), dtype=torch.float64)
+    query_ratio = softmax_kernel_features(query, projection, is_query=True) / literal_phi(query, projection, 1e-4)
+    key_ratio = softmax_kernel_features(key, projection, is_query=False) / literal_phi(key, projection, 1e-4)
+    torch.testing.assert_close(query_ratio, query_ratio[..., :1].expand_as(query_ratio), rtol=1e-12, atol=0)
+    torch.testing.assert_close(key_ratio, key_ratio[:, :1, :1].expand_as(key_ratio), rtol=1e-12, atol=0)
+    assert query_ratio[..., 0].std() > 1e-3  # the scales do differ between rows: they must cancel, not be equal
 
 
 def test_detached_stabiliser_keeps_the_exact_gradient():
@@ -84,17 +106,52 @@ def _block(**kwargs):
     return ENLCA(16, reduction=2, **kwargs)
 
 
-def test_block_equals_the_equations_with_its_own_convolutions():
-    block = _block(amplification=6, num_random_features=32, res_scale=0.5).double()
-    x = torch.randn(2, 16, 5, 6, dtype=torch.float64)
-    query = F.normalize(block.query_conv(x).flatten(2).transpose(1, 2), dim=-1) * math.sqrt(6)
-    key = F.normalize(block.key_conv(x).flatten(2).transpose(1, 2), dim=-1) * math.sqrt(6)
-    value = block.value_conv(x).flatten(2).transpose(1, 2)
-    phi_q = softmax_kernel_features(query, block.random_features, is_query=True)
-    phi_k = softmax_kernel_features(key, block.random_features, is_query=False)
-    kernel = phi_q @ phi_k.transpose(1, 2)
-    attended = ((kernel / kernel.sum(-1, keepdim=True)) @ value).transpose(1, 2).reshape(2, 16, 5, 6)
-    torch.testing.assert_close(block(x), x + 0.5 * attended, rtol=1e-10, atol=1e-12)
+def _official(block, x, amplification, res_scale):
+    params = [(conv.weight, conv.bias) for conv in (block.query_conv, block.key_conv, block.value_conv)]
+    return official_enlca(x, *params, block.random_features, amplification=amplification, res_scale=res_scale)
+
+
+@pytest.mark.parametrize('amplification', [6, 12])
+def test_block_equals_the_official_block_in_float64(amplification):
+    """The official block (literal kernel, eps 1e-4, F.normalize eps 5e-5) with the same weights and F."""
+    torch.manual_seed(0)
+    block = ENLCA(256, amplification=amplification, res_scale=0.1).double().eval()
+    x = torch.randn(2, 256, 24, 24, dtype=torch.float64)
+    with torch.no_grad():
+        ours, official = block(x), _official(block, x, amplification, 0.1)
+    attention_term = (official - x).abs().max()
+    assert attention_term > 1e-2
+    assert (ours - official).abs().max() <= 1e-6 * attention_term
+
+
+def test_block_matches_the_official_block_in_float32():
+    torch.manual_seed(0)
+    block = ENLCA(256, res_scale=0.1).eval()
+    x = torch.randn(1, 256, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), _official(block, x, 6.0, 0.1), rtol=1e-5, atol=1e-6)
+
+
+def test_float32_stays_finite_and_official_at_256x256_with_amplification_12():
+    torch.manual_seed(0)
+    block = ENLCA(16, reduction=2, amplification=12, res_scale=1.0).eval()
+    x = 3 * torch.randn(1, 16, 256, 256)
+    with torch.no_grad():
+        out = block(x)
+        official = _official(block.double(), x.double(), 12.0, 1.0)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), official, rtol=0, atol=1e-4 * (official - x.double()).abs().max().item())
+
+
+def test_normalisation_eps_is_the_official_one():
+    """An embedding of norm far below 5e-5 is divided by 5e-5 (the official eps), not by its own norm."""
+    block = _block().double().eval()
+    for conv in (block.query_conv, block.key_conv):
+        torch.nn.init.zeros_(conv.weight)
+        torch.nn.init.constant_(conv.bias, 1e-7)
+    query, key, _ = block.embed(torch.randn(1, 16, 3, 3, dtype=torch.float64))
+    torch.testing.assert_close(query.norm(dim=-1), torch.full((1, 9), 1e-7 * math.sqrt(8) / 5e-5, dtype=torch.float64))
+    torch.testing.assert_close(key, query)
 
 
 def test_gradients_reach_all_three_convolutions():

@@ -1,11 +1,13 @@
-"""NLSA: exact attention within one chunk, Eq. 8-11 against a brute force over explicit buckets, reproducible
-evaluation, fresh training rotations, gradients."""
+"""NLSA: exact attention within one chunk, Eq. 8-11 against a brute force over explicit buckets, the official block
+(written from the official formulas) under the same seed, reproducible evaluation, fresh training rotations,
+gradients."""
 import subprocess
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.official_reference import official_nlsa
 
 from basicsr_nlattn.archs.attention import NLSA, combine_rounds, spherical_hash
 from basicsr_nlattn.archs.attention.nlsa import num_hash_buckets
@@ -18,7 +20,7 @@ def _block(**kwargs):
 
 def _embeddings(block, x):
     embed = block.match_conv(x).flatten(2).transpose(1, 2)
-    return embed, F.normalize(embed, dim=-1), block.value_conv(x).flatten(2).transpose(1, 2)
+    return embed, F.normalize(embed, dim=-1, eps=5e-5), block.value_conv(x).flatten(2).transpose(1, 2)
 
 
 @pytest.mark.parametrize('n_hashes', [1, 2, 4])
@@ -34,20 +36,23 @@ def test_one_chunk_is_exact_softmax_attention(n_hashes, size):
         torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-12)
 
 
-def brute_force_nlsa(query, key, value, codes, chunk_size):
-    """Eq. 8-11 for one batch item, written per query: sort by (code, position), pad with the sorted tail, chunk,
-    attend to the own and the neighbouring chunks (each once), combine rounds by Eq. 11."""
-    n = query.shape[0]
+def brute_force_nlsa(query, key, value, codes, chunk_size, num_buckets):
+    """Eq. 8-11 for one batch item, written per query: the official order (round-offset codes, one torch.sort),
+    pad with the sorted tail, chunk, attend to the own, the previous and the next chunk (with two chunks the other
+    one twice, as the official code), combine rounds by Eq. 11."""
+    rounds, n = codes.shape
+    offset_codes = torch.cat([codes[r] + r * num_buckets for r in range(rounds)])
+    flat_order = offset_codes.sort().indices.tolist()
     rounds_out, rounds_lse = [], []
-    for codes_r in codes:
-        order = sorted(range(n), key=lambda j: (int(codes_r[j]), j))
+    for r in range(rounds):
+        order = [j % n for j in flat_order[r * n:(r + 1) * n]]
         padding = (-n) % chunk_size
         sequence = order + order[n - padding:] if padding else order
         num_chunks = len(sequence) // chunk_size
         out, lse = torch.empty_like(value), torch.empty(n, dtype=value.dtype)
         for rank, i in enumerate(order):
             own = rank // chunk_size
-            chunk_ids = sorted({own, (own - 1) % num_chunks, (own + 1) % num_chunks})
+            chunk_ids = [own, (own - 1) % num_chunks, (own + 1) % num_chunks]
             members = [sequence[c * chunk_size + t] for c in chunk_ids for t in range(chunk_size)]
             logits = torch.stack([query[i] @ key[j] for j in members])
             lse[i] = torch.logsumexp(logits, 0)
@@ -66,19 +71,63 @@ def brute_force_nlsa(query, key, value, codes, chunk_size):
         ((6, 8), 8, 2),  # 6 chunks, no padding, two rounds
         ((5, 7), 8, 3),  # 35 positions: padded with the sorted tail
         ((4, 5), 8, 2),  # 3 chunks (padded)
-        ((3, 5), 8, 2),  # 2 chunks: the neighbour once
+        ((3, 5), 8, 2),  # 2 chunks: the other one twice
     ])
 def test_matches_brute_force_over_explicit_buckets(size, chunk_size, n_hashes):
     block = _block(chunk_size=chunk_size, n_hashes=n_hashes, res_scale=1.0).eval()
     x = torch.randn(2, 16, *size, dtype=torch.float64)
     query, key, value = _embeddings(block, x)
     n = size[0] * size[1]
-    codes = spherical_hash(query, block.rotations(query.shape[-1], n, x.device).double())
+    codes = spherical_hash(query, block.rotations(query.shape[-1], n, x.device, torch.float64))
     assert codes.unique().numel() > 1  # the buckets really partition the positions
     output = block(x)
     for item in range(2):
-        expected = brute_force_nlsa(query[item], key[item], value[item], codes[item], chunk_size)
+        expected = brute_force_nlsa(query[item], key[item], value[item], codes[item], chunk_size,
+                                    num_hash_buckets(n, chunk_size))
         torch.testing.assert_close(output[item], x[item] + expected.T.reshape(16, *size), rtol=1e-9, atol=1e-11)
+
+
+def _official(block, x, rotations=None):
+    return official_nlsa(x, (block.match_conv.weight, block.match_conv.bias),
+                         (block.value_conv.weight, block.value_conv.bias),
+                         n_hashes=block.n_hashes,
+                         chunk_size=block.chunk_size,
+                         res_scale=block.res_scale,
+                         rotations=rotations)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    'size',
+    [
+        (48, 48),  # 16 chunks of 144
+        (20, 23),  # 460 positions: 4 chunks, the last padded with the sorted tail
+        (13, 17),  # 221 positions: 2 chunks, the other one twice
+        (12, 12),  # exactly one chunk
+    ])
+def test_training_mode_equals_the_official_block_under_the_same_seed(size, dtype):
+    torch.manual_seed(0)
+    block = NLSA(16, reduction=4, res_scale=0.5).to(dtype).train()
+    x = torch.randn(2, 16, *size, dtype=dtype)
+    torch.manual_seed(123)
+    ours = block(x)
+    ours_rng = torch.get_rng_state()
+    torch.manual_seed(123)
+    with torch.no_grad():
+        official = _official(block, x)
+    torch.testing.assert_close(torch.get_rng_state(), ours_rng)  # one draw of the official shape, nothing more
+    assert (official - x).abs().max() > 1e-2
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(ours, official, rtol=tolerance, atol=tolerance)
+
+
+def test_evaluation_is_the_official_computation_with_the_seeded_rotations():
+    torch.manual_seed(0)
+    block = NLSA(16, reduction=4).double().eval()
+    x = torch.randn(1, 16, 20, 23, dtype=torch.float64)
+    rotations = block.rotations(4, 20 * 23, x.device, torch.float64)
+    assert rotations.shape == (4, 4, 2)
+    torch.testing.assert_close(block(x), _official(block, x, rotations), rtol=1e-12, atol=1e-12)
 
 
 def test_round_combination_is_eq_11_by_hand():
