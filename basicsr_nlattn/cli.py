@@ -19,7 +19,7 @@ COMMANDS = {
     'flops': 'GFLOPs of the attention cores beside the papers\' tables, or of an option file\'s network per module',
 }
 PIPELINES = ('train', 'test')
-# Kept here, not imported from utils.convert, so that --help does not import torch; a test keeps them in step.
+# Kept here, not imported from tools.convert, so that --help does not import torch; a test keeps them in step.
 CONVERTIBLE_ARCHS = ('ENLCN', 'NLSN')
 
 
@@ -89,7 +89,7 @@ def run_bench(args: argparse.Namespace) -> int:
         sys.stderr.write('basicsr bench: error: --sizes and --repeats must be >= 1\n')
         return 2
     import basicsr_nlattn  # noqa: F401
-    from basicsr_nlattn.utils.benchmark import run_benchmarks
+    from basicsr_nlattn.tools.bench import run_benchmarks
     run_benchmarks(
         args.sizes,
         args.num_feat,
@@ -115,34 +115,32 @@ def _add_flops_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_flops(args: argparse.Namespace) -> int:
     """``basicsr flops``: the attention cores in both papers' settings, or one option file's network."""
-    from basicsr_nlattn.utils.option_check import OptionError, load_option_file
     if min(args.input_size) < 1:
         sys.stderr.write('basicsr flops: error: --input_size must be >= 1\n')
         return 2
     import basicsr_nlattn  # noqa: F401
-    from basicsr_nlattn.utils import complexity
+    from basicsr.archs import build_network
+
+    from basicsr_nlattn.tools import flops
+    from basicsr_nlattn.utils import OptionError, load_option_file
     if args.opt is None:
         print('Attention cores at 100x100, 64 channels in and out; GFLOPs = 2 x multiply-accumulates (mmengine).')
         print('\nENLCA paper, Table 4 setting (64-dim queries and keys):')
-        print(
-            complexity.format_core_table(
-                complexity.attention_core_gflops(64), complexity.ENLCA_TABLE_4, 'ENLCA Table 4'))
+        print(flops.format_core_table(flops.attention_core_gflops(64), flops.ENLCA_TABLE_4, 'ENLCA Table 4'))
         print('\nNLSA paper, Table 5 setting as we read it (16-dim queries and keys: NLA 16.0 exactly):')
-        print(
-            complexity.format_core_table(complexity.attention_core_gflops(16), complexity.NLSA_TABLE_5, 'NLSA Table 5'))
+        print(flops.format_core_table(flops.attention_core_gflops(16), flops.NLSA_TABLE_5, 'NLSA Table 5'))
         return 0
     try:
         opt = load_option_file(args.opt)
         if 'network_g' not in opt:
             raise OptionError(f"network_g: the option file '{args.opt}' has no network_g")
+        net = build_network(opt['network_g'])
     except OptionError as error:
         sys.stderr.write(f'basicsr flops: error: {error}\n')
         return 2
-    from basicsr.archs import build_network
-    net = build_network(opt['network_g'])
     height, width = args.input_size
     print(f"{opt['network_g']['type']} from {args.opt}, input 3x{height}x{width}; GFLOPs = 2 x multiply-accumulates")
-    print(complexity.network_complexity(net, (opt['network_g'].get('num_in_ch', 3), height, width), args.max_depth))
+    print(flops.network_complexity(net, (opt['network_g'].get('num_in_ch', 3), height, width), args.max_depth))
     return 0
 
 
@@ -156,7 +154,7 @@ def _add_convert_arguments(parser: argparse.ArgumentParser) -> None:
 def run_convert(args: argparse.Namespace) -> int:
     """``basicsr convert``: returns 0, or 2 with one line naming the problem when the checkpoint does not fit."""
     import basicsr_nlattn  # noqa: F401
-    from basicsr_nlattn.utils.convert import CheckpointError, convert_checkpoint
+    from basicsr_nlattn.tools.convert import CheckpointError, convert_checkpoint
     try:
         dropped = convert_checkpoint(args.arch, args.scale, args.input, args.output)
     except CheckpointError as error:
@@ -171,9 +169,9 @@ def run_convert(args: argparse.Namespace) -> int:
 def _pipeline(command: str) -> Callable[[str], None]:
     import basicsr_nlattn  # noqa: F401  (applies compat, registers our archs, losses and models)
     if command == 'train':
-        from basicsr.train import train_pipeline
+        from basicsr_nlattn.tools.train import train_pipeline
         return train_pipeline
-    from basicsr_nlattn.testing import test_pipeline
+    from basicsr_nlattn.tools.test import test_pipeline
     return test_pipeline
 
 
@@ -181,9 +179,10 @@ def run_pipeline(command: str, option_file: str, pipeline_argv: List[str]) -> in
     """Run BasicSR's train or test pipeline with ``pipeline_argv`` (BasicSR's flags) from the working directory.
 
     Returns:
-        int: 0 on success, 2 when the option file is rejected before anything was written.
+        int: 0 on success, 2 when an option is rejected (OptionError, one line): by the pre-flight check, before
+        anything was written, or by a network, loss or model as BasicSR builds it.
     """
-    from basicsr_nlattn.utils.option_check import OptionError, load_option_file
+    from basicsr_nlattn.utils import OptionError, load_option_file
     try:
         load_option_file(option_file)
         pipeline = _pipeline(command)

@@ -11,25 +11,31 @@ so these patches stay here instead of upstream.
    ``--auto_resume``, looks for ``experiments/<name>/training_states`` relative to the working directory instead of
    the experiment root of the option file.
 3. ``basicsr.utils.options.parse_options`` overwrites ``path.experiments_root`` / ``path.results_root`` given in the
-   option file, so an experiment cannot live outside ``<cwd>/experiments``. Our wrapper honours them and checks the
-   option file (registered types, dataset folders) before any folder is made or renamed.
+   option file, so an experiment cannot live outside ``<cwd>/experiments``. Our wrapper honours them, then runs
+   the checks that the caller has put in place with :func:`after_parse_options` (none by default), before BasicSR
+   makes or renames any folder.
 4. ``basicsr.utils.dist_util._init_dist_pytorch`` hard-codes NCCL and ``rank % torch.cuda.device_count()``
    (ZeroDivisionError without CUDA); on a CPU-only machine we initialise gloo instead.
 5. ``BaseModel.model_to_device`` passes ``device_ids=[torch.cuda.current_device()]`` to DDP; a CPU module takes none.
 6. ``SRModel.dist_validation`` validates on rank 0 only with the DDP-wrapped net: a DDP forward broadcasts buffers
    (a collective), which then pairs with another rank's training collectives. We validate with the bare network.
 """
+import contextlib
 import functools
 import importlib.util
 import os
 import sys
 import types
 from os import path as osp
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
+from basicsr_nlattn.utils.option_file import load_option_file
+
 _APPLIED: Dict[str, bool] = {}
+OptionCheck = Callable[[Dict[str, Any]], None]
+_AFTER_PARSE: List[OptionCheck] = []
 
 
 def _once(name: str) -> Callable[[Callable[[], bool]], Callable[[], bool]]:
@@ -117,18 +123,17 @@ def patch_load_resume_state() -> bool:
 
 
 def _user_root(option_file: str, phase_key: str) -> Optional[str]:
-    from basicsr_nlattn.utils.option_check import load_option_file
     path_opt = load_option_file(option_file).get('path') or {}
     root = path_opt.get(phase_key)
     return None if root is None else osp.abspath(osp.expanduser(root))
 
 
 def _with_user_roots(parse_options: Callable[..., Tuple[Dict[str, Any], Any]]) -> Callable[..., Tuple[Dict, Any]]:
-    """Fix 3: wrap ``parse_options`` so that ``path.experiments_root`` / ``path.results_root`` are honoured."""
+    """Fix 3: wrap ``parse_options`` so that ``path.experiments_root`` / ``path.results_root`` are honoured, then
+    the checks of :func:`after_parse_options` run."""
 
     @functools.wraps(parse_options)
     def parse_options_with_user_roots(root_path: str, is_train: bool = True) -> Tuple[Dict[str, Any], Any]:
-        from basicsr_nlattn.utils.option_check import check_options
         opt, args = parse_options(root_path, is_train=is_train)
         path_opt = opt['path']
         if is_train:
@@ -145,16 +150,28 @@ def _with_user_roots(parse_options: Callable[..., Tuple[Dict[str, Any], Any]]) -
                 path_opt['results_root'] = results_root
                 path_opt['log'] = results_root
                 path_opt['visualization'] = osp.join(results_root, 'visualization')
-        check_options(opt)
-        if opt['dist']:
-            # BasicSR prints 'Disable distributed.' for one process; each rank of a launch says who it is, before
-            # the logger exists (BasicSR's root logger is silent on ranks other than 0).
-            backend = torch.distributed.get_backend()
-            print(f"Distributed: rank {opt['rank']} of world size {opt['world_size']} ({backend}).", flush=True)
+        for check in list(_AFTER_PARSE):
+            check(opt)
         return opt, args
 
     parse_options_with_user_roots.wrapped_by_basicsr_nlattn = True
     return parse_options_with_user_roots
+
+
+@contextlib.contextmanager
+def after_parse_options(check: OptionCheck) -> Iterator[None]:
+    """Within the block, every ``parse_options`` call (fix 3) ends with ``check(opt)``: after the experiment or
+    results root of the option file is set, before BasicSR makes or renames any folder. ``basicsr train`` runs
+    BasicSR's own ``train_pipeline`` inside it, with its pre-flight check (which this module knows nothing of).
+
+    Args:
+        check (Callable[[dict], None]): called with the parsed options; raises to stop the pipeline.
+    """
+    _AFTER_PARSE.append(check)
+    try:
+        yield
+    finally:
+        _AFTER_PARSE.remove(check)
 
 
 @_once('parse_options')

@@ -23,7 +23,7 @@ def evaluate(option_file: str) -> List[Dict[str, float]]:
     from basicsr.metrics import calculate_psnr, calculate_ssim
     from basicsr.utils import tensor2img
     from basicsr.utils.matlab_functions import imresize
-    from basicsr_nlattn.utils.option_check import OptionError, load_option_file
+    from basicsr_nlattn.utils import OptionError, load_option_file
     # isort: on
 
     opt = load_option_file(option_file)
@@ -60,7 +60,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('-opt', required=True, help='the option file the demo trained with')
     args = parser.parse_args()
-    from basicsr_nlattn.utils.option_check import OptionError
+    from basicsr_nlattn.utils import OptionError
     try:
         rows = evaluate(args.opt)
     except OptionError as error:

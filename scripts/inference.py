@@ -52,7 +52,7 @@ def main() -> int:
     from basicsr.utils import img2tensor, tensor2img
     from tqdm import tqdm
     from basicsr_nlattn.models.tiled_inference import parse_self_ensemble, parse_tile_options, super_resolve
-    from basicsr_nlattn.utils.option_check import OptionError, load_option_file
+    from basicsr_nlattn.utils import OptionError, load_option_file
     # isort: on
 
     try:

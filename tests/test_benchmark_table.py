@@ -13,8 +13,8 @@ from basicsr.utils import img2tensor, tensor2img
 from conftest import REPO_ROOT, check_ok, experiment_log, run_basicsr, subprocess_env, torchrun_command, write_option
 from skimage import data as skdata
 
-from basicsr_nlattn.utils.option_check import OptionError
-from basicsr_nlattn.utils.paper_results import PUBLISHED, DatasetResult, comparison_table, paper_row_name
+from basicsr_nlattn.tools.paper_results import PUBLISHED, DatasetResult, comparison_table, paper_row_name
+from basicsr_nlattn.utils import OptionError
 
 TINY_ENLCN = {'type': 'ENLCN', 'num_feat': 8, 'num_block': 2, 'upscale': 4, 'attn_every': 1, 'num_random_features': 16}
 METRICS = {

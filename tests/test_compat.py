@@ -1,5 +1,6 @@
 """Each fix of basicsr_nlattn.compat, shown to be needed and shown to work. The CPU launch, resume and rank-0
 validation fixes are exercised end to end in test_training.py (real torchrun and killed processes)."""
+import argparse
 import subprocess
 import sys
 
@@ -44,6 +45,32 @@ def test_apply_is_idempotent_and_reports_every_fix():
     assert basicsr.train.load_resume_state is compat.load_resume_state
     assert basicsr.train.parse_options is basicsr.test.parse_options
     assert basicsr.train.parse_options.wrapped_by_basicsr_nlattn
+
+
+def test_parse_options_honours_the_results_root_then_runs_the_checks_of_the_block(tmp_path):
+    option_file = tmp_path / 'option.yml'
+    option_file.write_text(f"name: x\npath: {{results_root: {tmp_path / 'mine'}}}\n")
+
+    def basicsr_parse_options(root_path, is_train=True):
+        return {
+            'name': 'x',
+            'dist': False,
+            'path': {
+                'results_root': 'elsewhere'
+            }
+        }, argparse.Namespace(opt=str(option_file))
+
+    parse_options = compat._with_user_roots(basicsr_parse_options)
+    seen = []
+    with compat.after_parse_options(lambda opt: seen.append(opt['path']['results_root'])):
+        parse_options(str(tmp_path), is_train=False)
+    opt, _ = parse_options(str(tmp_path), is_train=False)
+    assert seen == [str(tmp_path / 'mine')]  # once: the check is gone after the block
+    assert opt['path'] == {
+        'results_root': str(tmp_path / 'mine'),
+        'log': str(tmp_path / 'mine'),
+        'visualization': str(tmp_path / 'mine' / 'visualization')
+    }
 
 
 def test_latest_training_state_is_the_highest_iteration(tmp_path):

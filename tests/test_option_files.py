@@ -10,7 +10,8 @@ from conftest import REPO_ROOT
 import basicsr_nlattn  # noqa: F401
 from basicsr_nlattn.models.contrastive_sr_model import parse_contrastive_opt
 from basicsr_nlattn.models.tiled_inference import parse_tile_options
-from basicsr_nlattn.utils.option_check import _check_registered, _typed_entries, load_option_file
+from basicsr_nlattn.tools.option_check import _check_registered, _typed_entries
+from basicsr_nlattn.utils import load_option_file
 
 OPTION_FILES = sorted(glob.glob(osp.join(REPO_ROOT, 'options', '**', '*.yml'), recursive=True))
 MILLIONS = {

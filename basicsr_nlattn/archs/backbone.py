@@ -5,13 +5,15 @@ Paper: Enhanced Deep Residual Networks for Single Image Super-Resolution (Lim et
 pattern is the one of NLSN (CVPR 2021) and ENLCN (AAAI 2022): 32 residual blocks, 5 attention blocks.
 
 Attribute names (``conv_first``, ``body``, ``conv_after_body``, ``upsample``, ``conv_last``; BasicSR's EDSR names)
-are this project's checkpoint format; ``basicsr_nlattn.utils.convert`` maps the official layout onto them.
+are this project's checkpoint format; ``basicsr_nlattn.tools.convert`` maps the official layout onto them.
 """
 from typing import Callable, Sequence
 
 import torch
 from basicsr.archs.arch_util import ResidualBlockNoBN, Upsample
 from torch import Tensor, nn
+
+from basicsr_nlattn.utils.errors import OptionError, as_option_errors
 
 
 def attention_positions(num_block: int, attn_every: int) -> list:
@@ -40,6 +42,8 @@ class NonLocalEDSR(nn.Module):
         rgb_mean (Sequence[float]): mean removed from the input and added back to the output.
         attn_every (int): residual blocks between two attention blocks, >= 1.
         make_attention (Callable[[], nn.Module]): builds one attention block (b, num_feat, h, w) -> same.
+
+    Bad options raise OptionError, the block's own checks included (its ValueError is re-raised as one).
     """
 
     def __init__(self, num_in_ch: int, num_out_ch: int, num_feat: int, num_block: int, upscale: int, res_scale: float,
@@ -48,14 +52,14 @@ class NonLocalEDSR(nn.Module):
         super().__init__()
         name = type(self).__name__
         if num_block < 1:
-            raise ValueError(f'{name}.num_block must be >= 1, got {num_block}')
+            raise OptionError(f'{name}.num_block must be >= 1, got {num_block}')
         if attn_every < 1:
-            raise ValueError(f'{name}.attn_every must be >= 1, got {attn_every}')
+            raise OptionError(f'{name}.attn_every must be >= 1, got {attn_every}')
         if upscale != 3 and (upscale < 2 or upscale & (upscale - 1)):
-            raise ValueError(f'{name}.upscale must be 2, 3 or a power of 2, got {upscale}')
+            raise OptionError(f'{name}.upscale must be 2, 3 or a power of 2, got {upscale}')
         if len(rgb_mean) != num_in_ch or num_in_ch != num_out_ch:
-            raise ValueError(f'{name}.rgb_mean needs one value per channel and num_in_ch == num_out_ch, got '
-                             f'rgb_mean={list(rgb_mean)}, num_in_ch={num_in_ch}, num_out_ch={num_out_ch}')
+            raise OptionError(f'{name}.rgb_mean needs one value per channel and num_in_ch == num_out_ch, got '
+                              f'rgb_mean={list(rgb_mean)}, num_in_ch={num_in_ch}, num_out_ch={num_out_ch}')
         self.img_range = img_range
         self.register_buffer('mean', torch.tensor(rgb_mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
@@ -63,7 +67,8 @@ class NonLocalEDSR(nn.Module):
         body, residual_blocks = [], 0
         while residual_blocks < num_block or len(body) in positions:
             if len(body) in positions:
-                body.append(make_attention())
+                with as_option_errors():  # the attention blocks check their options with ValueError
+                    body.append(make_attention())
             else:
                 body.append(ResidualBlockNoBN(num_feat=num_feat, res_scale=res_scale))
                 residual_blocks += 1

@@ -9,6 +9,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
 
 from basicsr_nlattn.archs.haar_wavelet import high_frequency_bands
+from basicsr_nlattn.utils.errors import OptionError
 
 
 def _stage(in_ch: int, out_ch: int, stride: int, norm: bool) -> nn.Sequential:
@@ -35,7 +36,7 @@ class HaarDiscriminator(nn.Module):
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, num_stages: int = 6) -> None:
         super().__init__()
         if num_stages < 1:
-            raise ValueError(f'HaarDiscriminator.num_stages must be >= 1, got {num_stages}')
+            raise OptionError(f'HaarDiscriminator.num_stages must be >= 1, got {num_stages}')
         stages, channels = [], 3 * num_in_ch
         for index in range(num_stages):
             stride = 2 if index % 2 == 1 else 1

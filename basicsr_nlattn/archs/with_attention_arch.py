@@ -16,18 +16,21 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
 
+from basicsr_nlattn.utils.errors import OptionError, as_option_errors
+
 BASE_PREFIX = 'base.'
 ATTENTION_PREFIX = 'attention_blocks.'
 
 
 def _build(opt: Dict[str, Any], key: str) -> nn.Module:
     if not isinstance(opt, dict) or 'type' not in opt:
-        raise ValueError(f'WithAttention.{key} must be a mapping with a registered type, got {opt!r}')
+        raise OptionError(f'WithAttention.{key} must be a mapping with a registered type, got {opt!r}')
     options = copy.deepcopy(opt)
     name = options.pop('type')
     if name not in ARCH_REGISTRY:
-        raise ValueError(f"WithAttention.{key}.type: '{name}' is not a registered arch")
-    return ARCH_REGISTRY.get(name)(**options)
+        raise OptionError(f"WithAttention.{key}.type: '{name}' is not a registered arch")
+    with as_option_errors():  # BasicSR's archs and our blocks check their options with ValueError
+        return ARCH_REGISTRY.get(name)(**options)
 
 
 def _output_channels(base: nn.Module, names: Sequence[str], input_size: int) -> List[int]:
@@ -57,11 +60,11 @@ def _output_channels(base: nn.Module, names: Sequence[str], input_size: int) -> 
     channels = []
     for name in names:
         if name not in shapes:
-            raise ValueError(f"WithAttention.insert_after: '{name}' is not called in the base's forward")
+            raise OptionError(f"WithAttention.insert_after: '{name}' is not called in the base's forward")
         if len(shapes[name]) != 4:
-            raise ValueError(f"WithAttention.insert_after: '{name}' outputs shape {shapes[name]}, not "
-                             '(b, c, h, w); attention blocks need a feature map (transformer layers carry tokens: '
-                             "for SwinIR use 'conv_after_body')")
+            raise OptionError(f"WithAttention.insert_after: '{name}' outputs shape {shapes[name]}, not "
+                              '(b, c, h, w); attention blocks need a feature map (transformer layers carry tokens: '
+                              "for SwinIR use 'conv_after_body')")
         channels.append(shapes[name][1])
     return channels
 
@@ -75,6 +78,8 @@ class WithAttention(nn.Module):
     construction, so every parameter exists before the optimizer and DDP see the network. State dict keys are
     ``base.<base key>`` and ``attention_blocks.<i>.<block key>``; a checkpoint of the base alone (its own keys)
     loads too: the base strictly, the attention blocks keep their initialisation, and the log names them.
+    Bad options raise OptionError, those that the base's or a block's constructor rejects with a ValueError
+    included.
 
     Args:
         base (dict): options of the base arch, with ``type``.
@@ -91,14 +96,14 @@ class WithAttention(nn.Module):
         super().__init__()
         self.base = _build(base, 'base')
         if isinstance(insert_after, str) or not insert_after:
-            raise ValueError(f'WithAttention.insert_after must be a non-empty list of module names, got '
-                             f'{insert_after!r}')
+            raise OptionError(f'WithAttention.insert_after must be a non-empty list of module names, got '
+                              f'{insert_after!r}')
         modules = dict(self.base.named_modules())
         unknown = [name for name in insert_after if name not in modules or name == '']
         if unknown:
             valid = [name for name in modules if name and name.count('.') <= 1]
-            raise ValueError(f"WithAttention.insert_after: unknown module(s) {unknown} of {base['type']}; modules "
-                             f"(two levels shown, deeper names work too): {', '.join(valid)}")
+            raise OptionError(f"WithAttention.insert_after: unknown module(s) {unknown} of {base['type']}; modules "
+                              f"(two levels shown, deeper names work too): {', '.join(valid)}")
         self.insert_after = list(insert_after)
         if 'num_feat' in attention:
             channels = [attention['num_feat']] * len(self.insert_after)

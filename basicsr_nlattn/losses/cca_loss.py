@@ -12,15 +12,16 @@ from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention.ccln import ChannelContrastiveAttention
 from basicsr_nlattn.losses.loss_util import Amount, check_amount_type, resolve_count
+from basicsr_nlattn.utils.errors import OptionError
 
 
 def check_fraction(n: Amount, where: str) -> None:
     check_amount_type(n, where)
     if isinstance(n, float) and not 0 < n < 0.5:
-        raise ValueError(f'{where} as a fraction must be in (0, 0.5) (the top and bottom sets must not overlap), '
-                         f'got {n}')
+        raise OptionError(f'{where} as a fraction must be in (0, 0.5) (the top and bottom sets must not overlap), '
+                          f'got {n}')
     if isinstance(n, int) and n < 1:
-        raise ValueError(f'{where} as a count must be >= 1, got {n}')
+        raise OptionError(f'{where} as a count must be >= 1, got {n}')
 
 
 def cca_contrastive_loss(weights: Tensor, n: Amount, margin: float) -> Tensor:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.losses.loss_util import Amount, check_amount_type, resolve_count
+from basicsr_nlattn.utils.errors import OptionError
 
 # Queries per chunk are chosen so that one chunk's similarity holds at most this many elements (64 MB in float32).
 _SIMILARITY_ELEMENTS_PER_CHUNK = 1 << 24
@@ -22,11 +23,11 @@ def check_amounts(n1: Amount, n2: Amount, where: str = 'enlca_contrastive_loss')
     for name, value, low in (('n1', n1, 1), ('n2', n2, 0)):
         check_amount_type(value, f'{where}.{name}')
         if isinstance(value, float) and not 0 < value < 1:
-            raise ValueError(f'{where}.{name} as a fraction must be in (0, 1), got {value}')
+            raise OptionError(f'{where}.{name} as a fraction must be in (0, 1), got {value}')
         if isinstance(value, int) and value < low:
-            raise ValueError(f'{where}.{name} as a count must be >= {low}, got {value}')
+            raise OptionError(f'{where}.{name} as a count must be >= {low}, got {value}')
     if isinstance(n1, float) and isinstance(n2, float) and n1 + n2 > 1:
-        raise ValueError(f'{where}: fractions n1 + n2 must be <= 1, got n1={n1}, n2={n2}')
+        raise OptionError(f'{where}: fractions n1 + n2 must be <= 1, got n1={n1}, n2={n2}')
 
 
 def enlca_contrastive_loss(query: Tensor,

@@ -1,6 +1,8 @@
 """Helpers shared by the contrastive losses."""
 from typing import Union
 
+from basicsr_nlattn.utils.errors import OptionError
+
 Amount = Union[int, float]
 
 
@@ -14,4 +16,4 @@ def resolve_count(amount: Amount, total: int) -> int:
 def check_amount_type(value: Amount, where: str) -> None:
     """An amount is an int count or a float fraction (bool is neither)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f'{where} must be an int count or a float fraction, got {value!r}')
+        raise OptionError(f'{where} must be an int count or a float fraction, got {value!r}')

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import Tensor, nn
 
+from basicsr_nlattn.utils.errors import OptionError
+
 
 def feature_similarity(anchor: Tensor, other: Tensor) -> Tensor:
     """s of Eq. 9: pixel-wise cosine similarity over channels, averaged over H and W; (..., c, h, w) -> (...)."""
@@ -81,17 +83,17 @@ class PCLContrastiveLoss(nn.Module):
         super().__init__()
         layers = list(layers)
         if not layers or any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in layers):
-            raise ValueError(f'PCLContrastiveLoss.layers must be a non-empty list of stage indices >= 0, got {layers}')
+            raise OptionError(f'PCLContrastiveLoss.layers must be a non-empty list of stage indices >= 0, got {layers}')
         if not tau > 0:
-            raise ValueError(f'PCLContrastiveLoss.tau must be > 0, got {tau}')
+            raise OptionError(f'PCLContrastiveLoss.tau must be > 0, got {tau}')
         self.loss_weight, self.layers, self.tau = loss_weight, layers, tau
 
     def check_layers(self, num_features: int) -> None:
         """Raise when a selected layer does not exist in an embedding network with ``num_features`` stages."""
         unknown = [i for i in self.layers if i >= num_features]
         if unknown:
-            raise ValueError(f'PCLContrastiveLoss.layers: unknown feature layer(s) {unknown}; the embedding network '
-                             f'has {num_features} (indices 0..{num_features - 1})')
+            raise OptionError(f'PCLContrastiveLoss.layers: unknown feature layer(s) {unknown}; the embedding network '
+                              f'has {num_features} (indices 0..{num_features - 1})')
 
     def forward(self, anchor: Sequence[Tensor], positives: Sequence[Tensor], negatives: Sequence[Tensor]) -> Tensor:
         self.check_layers(len(anchor))

@@ -1,6 +1,6 @@
 """ContrastiveSRModel: BasicSR's SRModel plus the contrastive losses that our attention blocks define.
 
-The contrastive-feature protocol (DESIGN): networks stay plain ``forward(x) -> sr``; blocks record, in training,
+How the contrastive features reach their losses: networks stay plain ``forward(x) -> sr``; blocks record, in training,
 the tensors their loss needs; this model finds them in ``net_g`` (through DDP and any nesting), hands them to the
 losses named in ``train.contrastive_opt``, adds the weighted terms to the pixel loss, logs ``l_contrast`` and
 clears the records. It also redraws ENLCA's random features on schedule and keeps them in ``net_g_ema``.
@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.archs.attention.recording import recording_blocks
 from basicsr_nlattn.models.tiled_inference import TiledInferenceMixin
+from basicsr_nlattn.utils.errors import OptionError
 
 
 class ContrastiveTerm(NamedTuple):
@@ -39,19 +40,19 @@ def parse_contrastive_opt(contrastive_opt: Any) -> List[Tuple[Dict[str, Any], in
     for index, entry in enumerate(entries):
         key = f'train.contrastive_opt[{index}]' if isinstance(contrastive_opt, list) else 'train.contrastive_opt'
         if not isinstance(entry, dict) or 'type' not in entry:
-            raise ValueError(f'{key} must be a mapping with a type, got {entry!r}')
+            raise OptionError(f'{key} must be a mapping with a type, got {entry!r}')
         loss_type = entry['type']
         loss_class = LOSS_REGISTRY._obj_map.get(loss_type)
         if loss_class is None or not isinstance(getattr(loss_class, 'block_type', None), type):
             contrastive = sorted(name for name, cls in LOSS_REGISTRY if hasattr(cls, 'block_type'))
-            raise ValueError(f"{key}.type must be a contrastive loss, one of {contrastive}, got '{loss_type}'")
+            raise OptionError(f"{key}.type must be a contrastive loss, one of {contrastive}, got '{loss_type}'")
         allowed = {'type', 'start_iter'} | set(inspect.signature(loss_class).parameters)
         unknown = sorted(set(entry) - allowed)
         if unknown:
-            raise ValueError(f'{key}: unknown key(s) {unknown} for {loss_type}; allowed: {sorted(allowed)}')
+            raise OptionError(f'{key}: unknown key(s) {unknown} for {loss_type}; allowed: {sorted(allowed)}')
         start_iter = entry.get('start_iter', 0)
         if not isinstance(start_iter, int) or start_iter < 0:
-            raise ValueError(f'{key}.start_iter must be an int >= 0, got {start_iter!r}')
+            raise OptionError(f'{key}.start_iter must be an int >= 0, got {start_iter!r}')
         parsed.append(({name: value for name, value in entry.items() if name != 'start_iter'}, start_iter))
     return parsed
 
@@ -61,7 +62,7 @@ def parse_grad_clip(grad_clip: Any) -> Optional[float]:
     if grad_clip is None:
         return None
     if isinstance(grad_clip, bool) or not isinstance(grad_clip, (int, float)) or not grad_clip > 0:
-        raise ValueError(f'train.grad_clip must be a number > 0, got {grad_clip!r}')
+        raise OptionError(f'train.grad_clip must be a number > 0, got {grad_clip!r}')
     return float(grad_clip)
 
 
@@ -93,8 +94,8 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
         blocks = self._recording_blocks()
         for index, term in enumerate(self.cri_contrast):
             if not any(isinstance(block, term.loss.block_type) for block in blocks):
-                raise ValueError(f'train.contrastive_opt[{index}].type: {type(term.loss).__name__} needs '
-                                 f'{term.loss.block_type.__name__} blocks in network_g, found none')
+                raise OptionError(f'train.contrastive_opt[{index}].type: {type(term.loss).__name__} needs '
+                                  f'{term.loss.block_type.__name__} blocks in network_g, found none')
         self._drawn_features: Dict[int, int] = {}
 
     def _recording_blocks(self) -> List[nn.Module]:

@@ -19,6 +19,7 @@ from basicsr_nlattn.losses.pcl_loss import PCLContrastiveLoss
 from basicsr_nlattn.models.contrastive_sr_model import ContrastiveSRModel
 from basicsr_nlattn.models.pcl_samples import (make_negatives, make_negatives_official, make_positives,
                                                make_positives_official)
+from basicsr_nlattn.utils.errors import OptionError
 
 SAMPLE_KEYS = {'num_pos': 4, 'num_neg': 4, 'start_iter': 0, 'sampling': 'paper'}
 SAMPLINGS = ('paper', 'official')
@@ -29,19 +30,19 @@ def parse_pcl_opt(pcl_opt: Any) -> Dict[str, Any]:
     pcl_opt = dict(pcl_opt or {})
     loss_type = pcl_opt.pop('type', 'PCLContrastiveLoss')
     if loss_type != 'PCLContrastiveLoss':
-        raise ValueError(f"train.pcl_opt.type must be 'PCLContrastiveLoss', got '{loss_type}'")
+        raise OptionError(f"train.pcl_opt.type must be 'PCLContrastiveLoss', got '{loss_type}'")
     allowed = set(SAMPLE_KEYS) | set(inspect.signature(PCLContrastiveLoss).parameters)
     unknown = sorted(set(pcl_opt) - allowed)
     if unknown:
-        raise ValueError(f'train.pcl_opt: unknown key(s) {unknown}; allowed: {sorted(allowed | {"type"})}')
+        raise OptionError(f'train.pcl_opt: unknown key(s) {unknown}; allowed: {sorted(allowed | {"type"})}')
     parsed = {key: pcl_opt.pop(key, default) for key, default in SAMPLE_KEYS.items()}
     for key in ('num_pos', 'num_neg'):
         if not isinstance(parsed[key], int) or parsed[key] < 1:
-            raise ValueError(f'train.pcl_opt.{key} must be an int >= 1, got {parsed[key]!r}')
+            raise OptionError(f'train.pcl_opt.{key} must be an int >= 1, got {parsed[key]!r}')
     if parsed['sampling'] not in SAMPLINGS:
-        raise ValueError(f"train.pcl_opt.sampling must be one of {list(SAMPLINGS)}, got '{parsed['sampling']}'")
+        raise OptionError(f"train.pcl_opt.sampling must be one of {list(SAMPLINGS)}, got '{parsed['sampling']}'")
     if not isinstance(parsed['start_iter'], int) or parsed['start_iter'] < 0:
-        raise ValueError(f"train.pcl_opt.start_iter must be an int >= 0, got {parsed['start_iter']!r}")
+        raise OptionError(f"train.pcl_opt.start_iter must be an int >= 0, got {parsed['start_iter']!r}")
     parsed['loss'] = {'type': loss_type, **pcl_opt}
     return parsed
 
@@ -84,17 +85,17 @@ class PCLModel(ContrastiveSRModel):
         self.net_d_init_iters = train_opt.get('net_d_init_iters', 0)
         self.discriminator_samples = bool(train_opt.get('discriminator_samples', False))
         if 'network_d' not in self.opt:
-            raise ValueError(
+            raise OptionError(
                 'network_d: PCLModel needs an embedding network, e.g. network_d: {type: HaarDiscriminator}')
         if not self.freeze_d and 'optim_d' not in train_opt:
-            raise ValueError('train.optim_d: PCLModel trains network_d; give its optimizer (or set train.freeze_d)')
+            raise OptionError('train.optim_d: PCLModel trains network_d; give its optimizer (or set train.freeze_d)')
         if self.freeze_d and self.opt['path'].get('pretrain_network_d') is None:
-            raise ValueError('train.freeze_d needs path.pretrain_network_d: a fixed embedding must be pretrained')
+            raise OptionError('train.freeze_d needs path.pretrain_network_d: a fixed embedding must be pretrained')
         self.net_d = self.model_to_device(build_network(self.opt['network_d']))
         self.print_network(self.net_d)
         bare_d = self.get_bare_model(self.net_d)
         if not isinstance(bare_d, HaarDiscriminator):
-            raise ValueError(f"network_d.type must be HaarDiscriminator, got '{self.opt['network_d'].get('type')}'")
+            raise OptionError(f"network_d.type must be HaarDiscriminator, got '{self.opt['network_d'].get('type')}'")
         load_path = self.opt['path'].get('pretrain_network_d')
         if load_path is not None:
             self.load_network(self.net_d, load_path, self.opt['path'].get('strict_load_d', True),

@@ -18,6 +18,8 @@ from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.archs.attention.nlsa import NLSA
+from basicsr_nlattn.losses.enlca_loss import enlca_contrastive_loss
+from basicsr_nlattn.losses.loss_util import resolve_count
 
 
 def _cpu_peak_bytes(step: Callable[[], None]) -> int:
@@ -119,8 +121,8 @@ def full_sort_contrastive_loss(query: Tensor,
                                margin: float,
                                amplification: float,
                                hinge: bool = True) -> Tensor:
-    """The official formulation: the whole (B, N, N) similarity sorted per row (the benchmark's and the tests'
-    reference for ``enlca_contrastive_loss``)."""
+    """The baseline that ``bench_contrastive_loss`` measures ``enlca_contrastive_loss`` against: the official
+    formulation, the whole (B, N, N) similarity sorted per row."""
     ranked = (amplification * query @ key.transpose(1, 2)).sort(dim=-1, descending=True).values
     positive = ranked[..., :num_pos].exp().mean(-1)
     negative = ranked[..., negative_start:negative_start + num_pos].exp().mean(-1)
@@ -134,8 +136,6 @@ def bench_contrastive_loss(batch: int = 16,
                            device: str = 'cpu',
                            repeats: int = 2) -> Dict[str, float]:
     """Chunked top-k loss against the full sort at the paper's training size (batch 16, LR patch 48)."""
-    from basicsr_nlattn.losses.enlca_loss import enlca_contrastive_loss
-    from basicsr_nlattn.losses.loss_util import resolve_count
     target = torch.device(device)
     positions = size * size
     generator = torch.Generator(device=target).manual_seed(0)

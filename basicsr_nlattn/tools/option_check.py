@@ -1,36 +1,22 @@
-"""Checks of an option file that BasicSR would only fail on deep inside training (or after renaming folders).
+"""The pre-flight check of ``basicsr train`` and ``basicsr test``: the options that BasicSR would only fail on deep
+inside training (or after renaming folders).
 
-``check_options`` runs right after BasicSR has parsed the option file and before any experiment folder is made,
+``preflight`` runs right after BasicSR has parsed the option file and before any experiment folder is made,
 renamed or written, so bad input costs nothing: the message names the option key, the value and what is allowed.
 """
 import difflib
 from os import path as osp
 from typing import Any, Dict, Iterator, List, Tuple
 
-import yaml
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
-
-class OptionError(ValueError):
-    """An option file that cannot work; the message starts with the option key."""
-
-
-def load_option_file(option_file: str) -> Dict[str, Any]:
-    """Read an option YAML file as BasicSR does; a missing, unreadable or non-mapping file raises OptionError."""
-    from basicsr.utils.options import ordered_yaml
-    if not osp.isfile(option_file):
-        raise OptionError(f"-opt: option file '{option_file}' does not exist")
-    try:
-        with open(option_file, encoding='utf-8') as file:
-            opt = yaml.load(file, Loader=ordered_yaml()[0])
-    except yaml.YAMLError as error:
-        raise OptionError(f"-opt: option file '{option_file}' is not valid YAML: {error}") from error
-    if not isinstance(opt, dict):
-        raise OptionError(f"-opt: option file '{option_file}' must hold a mapping of options, got {type(opt).__name__}")
-    return opt
+from basicsr_nlattn.models.tiled_inference import parse_self_ensemble, parse_tile_options
+from basicsr_nlattn.tools.paper_results import paper_row_name
+from basicsr_nlattn.utils.errors import OptionError, as_option_errors
 
 
 def _registries() -> Dict[str, Any]:
-    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
     return {
         'arch': ARCH_REGISTRY,
         'dataset': DATASET_REGISTRY,
@@ -116,14 +102,10 @@ def _check_lmdb_pair(phase: str, dataset_opt: Dict[str, Any]) -> None:
 
 def _check_inference_options(opt: Dict[str, Any]) -> None:
     """``val.tile``, ``val.self_ensemble`` and ``val.compare_to_paper``, read by our models and ``basicsr test``."""
-    from basicsr_nlattn.models.tiled_inference import parse_self_ensemble, parse_tile_options
-    from basicsr_nlattn.utils.paper_results import paper_row_name
     val_opt = opt.get('val') or {}
-    try:
+    with as_option_errors():  # the val.tile and val.self_ensemble parsers raise ValueError
         parse_tile_options(val_opt.get('tile'))
         parse_self_ensemble(val_opt.get('self_ensemble', False))
-    except ValueError as error:
-        raise OptionError(str(error)) from error
     paper_row_name(opt)
 
 
@@ -133,7 +115,8 @@ def check_options(opt: Dict[str, Any]) -> None:
     Checked: ``name``; ``model_type``, every ``network_*.type``, ``datasets.*.type``, ``train.*_opt.type`` and
     ``val.metrics.*.type`` are registered (the message lists the registered names); dataset folders,
     ``meta_info_file``, ``path.pretrain_network_*`` and ``path.resume_state`` exist; LMDB datasets have
-    ``meta_info.txt`` and, paired, the same keys.
+    ``meta_info.txt`` and, paired, the same keys; ``val.tile``, ``val.self_ensemble`` and ``val.compare_to_paper``
+    parse.
 
     Args:
         opt (dict): The option dictionary after BasicSR's ``parse_options``.
@@ -144,3 +127,19 @@ def check_options(opt: Dict[str, Any]) -> None:
         _check_registered(key, name, kind)
     _check_inference_options(opt)
     _check_paths(opt)
+
+
+def preflight(opt: Dict[str, Any]) -> None:
+    """What ``basicsr train`` and ``basicsr test`` do with the options BasicSR has just parsed (with the experiment
+    or results root of the option file already honoured), before any folder is made: :func:`check_options`; then,
+    under a launcher, each rank says who it is.
+
+    Args:
+        opt (dict): The option dictionary after BasicSR's ``parse_options``.
+    """
+    check_options(opt)
+    if opt['dist']:
+        # BasicSR prints 'Disable distributed.' for one process; each rank of a launch says who it is, before
+        # the logger exists (BasicSR's root logger is silent on ranks other than 0).
+        backend = torch.distributed.get_backend()
+        print(f"Distributed: rank {opt['rank']} of world size {opt['world_size']} ({backend}).", flush=True)

@@ -3,7 +3,7 @@ markdown table that ``basicsr test`` ends with: every tested set beside the pape
 """
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-from basicsr_nlattn.utils.option_check import OptionError
+from basicsr_nlattn.utils.errors import OptionError
 
 BENCHMARKS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
 DATASET_ALIASES = {'BSD100': 'B100', 'BSDS100': 'B100'}

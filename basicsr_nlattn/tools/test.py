@@ -1,6 +1,7 @@
-"""``basicsr test``: BasicSR's test pipeline (same options, loaders, model, validation, logs, saved images), ending
-with one markdown table of every tested set beside the paper's published numbers (``utils/paper_results.py``),
-logged and written to ``<results_root>/benchmark.md``.
+"""``basicsr test``: BasicSR's test pipeline (same options, loaders, model, validation, logs, saved images), with
+the pre-flight check of :mod:`basicsr_nlattn.tools.option_check` first, ending with one markdown table of every
+tested set beside the paper's published numbers (:mod:`basicsr_nlattn.tools.paper_results`), logged and written to
+``<results_root>/benchmark.md``.
 """
 import logging
 from os import path as osp
@@ -8,7 +9,8 @@ from typing import List
 
 import torch
 
-from basicsr_nlattn.utils.paper_results import DatasetResult, comparison_table
+from basicsr_nlattn.tools.option_check import preflight
+from basicsr_nlattn.tools.paper_results import DatasetResult, comparison_table
 
 
 def test_pipeline(root_path: str) -> List[DatasetResult]:
@@ -19,6 +21,7 @@ def test_pipeline(root_path: str) -> List[DatasetResult]:
     from basicsr.utils import get_env_info, get_root_logger, get_time_str, make_exp_dirs
 
     opt, _ = basicsr.utils.options.parse_options(root_path, is_train=False)
+    preflight(opt)
     torch.backends.cudnn.benchmark = True
     make_exp_dirs(opt)
     log_file = osp.join(opt['path']['log'], f"test_{opt['name']}_{get_time_str()}.log")

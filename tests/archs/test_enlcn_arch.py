@@ -5,6 +5,7 @@ import torch
 from basicsr_nlattn.archs import ENLCN
 from basicsr_nlattn.archs.attention import ENLCA
 from basicsr_nlattn.archs.backbone import attention_positions
+from basicsr_nlattn.utils import OptionError
 
 
 @pytest.mark.parametrize('upscale, millions', [(2, 41.22), (3, 44.17), (4, 43.58)])
@@ -58,5 +59,5 @@ def test_mean_and_range_are_applied():
     }, 'ENLCA.amplification must be > 0'),
 ])
 def test_bad_options(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(OptionError, match=match):  # the ENLCA block's own ValueError included
         ENLCN(num_feat=8, **{'num_block': 2, **kwargs})

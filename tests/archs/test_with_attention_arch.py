@@ -11,6 +11,7 @@ from torch import nn
 
 from basicsr_nlattn.archs.attention import ENLCA, NLSA
 from basicsr_nlattn.losses import ENLCAContrastiveLoss
+from basicsr_nlattn.utils import OptionError
 
 TINY_RCAN = {
     'type': 'RCAN',
@@ -112,6 +113,16 @@ def test_unknown_module_lists_the_valid_names():
             match=r"insert_after: unknown module\(s\) \['body.7'\] of RCAN; modules .*: "
             r'conv_first, body, body.0, body.1, conv_after_body'):
         with_enlca(insert_after=['body.7'])
+
+
+@pytest.mark.parametrize('base, attention, match', [
+    (TINY_RCAN, dict(type='NLSA', chunk_size=0), 'NLSA.chunk_size must be >= 1, got 0'),
+    (dict(TINY_RCAN, upscale=5), dict(type='ENLCA'), 'scale 5 is not supported'),
+])
+def test_constructor_value_errors_are_option_errors(base, attention, match):
+    """A ValueError of the block's or the base's (BasicSR's Upsample) constructor becomes an OptionError."""
+    with pytest.raises(OptionError, match=match):
+        build_network({'type': 'WithAttention', 'base': base, 'attention': attention, 'insert_after': ['body.0']})
 
 
 def test_token_outputs_are_refused_with_the_swinir_hint():

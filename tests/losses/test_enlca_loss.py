@@ -2,11 +2,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.full_sort_loss import full_sort_contrastive_loss
 
 import basicsr_nlattn.losses.enlca_loss as enlca_loss_module
 from basicsr_nlattn.archs.attention import ENLCA
 from basicsr_nlattn.losses import ENLCAContrastiveLoss, enlca_contrastive_loss
-from basicsr_nlattn.utils.benchmark import full_sort_contrastive_loss
 
 
 def _embeddings(batch=2, positions=30, channels=6, seed=0):

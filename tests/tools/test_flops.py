@@ -2,7 +2,8 @@
 import pytest
 from conftest import REPO_ROOT, check_ok, run_basicsr
 
-from basicsr_nlattn.utils.complexity import ENLCA_TABLE_4, attention_core_gflops
+from basicsr_nlattn import cli
+from basicsr_nlattn.tools.flops import ENLCA_TABLE_4, attention_core_gflops
 
 
 @pytest.fixture(scope='module')
@@ -42,3 +43,10 @@ def test_cli_flops_of_an_option_file(tmp_path):
     assert '| (total) | 41.796 |' in result.stdout and '| body.0 |' in result.stdout
     missing = run_basicsr(['flops', '-opt', 'nope.yml'], cwd=str(tmp_path))
     assert missing.returncode == 2 and "-opt: option file 'nope.yml' does not exist" in missing.stderr
+
+
+def test_cli_flops_names_a_bad_network_option(tmp_path, capsys):
+    option_file = tmp_path / 'option.yml'
+    option_file.write_text('network_g: {type: ENLCN, num_feat: 8, num_block: 0}\n')
+    assert cli.main(['flops', '-opt', str(option_file)]) == 2
+    assert capsys.readouterr().err == 'basicsr flops: error: ENLCN.num_block must be >= 1, got 0\n'

@@ -13,7 +13,7 @@ from helpers.official_reference import official_enlca, official_nlsa
 
 import basicsr_nlattn  # noqa: F401
 from basicsr_nlattn import cli
-from basicsr_nlattn.utils.convert import NETWORKS, CheckpointError, convert_checkpoint, convert_state_dict
+from basicsr_nlattn.tools.convert import NETWORKS, CheckpointError, convert_checkpoint, convert_state_dict
 
 KEYS = json.load(open(osp.join(osp.dirname(osp.dirname(__file__)), 'data', 'official_state_dict_keys.json')))
 RGB_MEAN = torch.tensor([0.4488, 0.4371, 0.4040])

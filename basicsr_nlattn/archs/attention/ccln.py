@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention.nlsa import NLSA
 from basicsr_nlattn.archs.attention.recording import RecordsContrastiveFeatures
+from basicsr_nlattn.utils.errors import OptionError
 
 BRANCHES = ('both', 'local', 'nonlocal')
 CHANNEL_ATTENTIONS = ('contrastive', 'plain')
@@ -44,8 +45,8 @@ class ChannelAttention(nn.Module):
     def __init__(self, num_feat: int, *, reduction: int = 16) -> None:
         super().__init__()
         if num_feat // reduction < 1:
-            raise ValueError(f'{type(self).__name__}.reduction must leave >= 1 channel, got num_feat={num_feat}, '
-                             f'reduction={reduction}')
+            raise OptionError(f'{type(self).__name__}.reduction must leave >= 1 channel, got num_feat={num_feat}, '
+                              f'reduction={reduction}')
         self.fc1 = nn.Linear(num_feat, num_feat // reduction)
         self.fc2 = nn.Linear(num_feat // reduction, num_feat)
 
@@ -109,10 +110,10 @@ class CCLNBlock(nn.Module):
                  channel_attention: str = 'contrastive') -> None:
         super().__init__()
         if branches not in BRANCHES:
-            raise ValueError(f"CCLNBlock.branches must be one of {list(BRANCHES)}, got '{branches}'")
+            raise OptionError(f"CCLNBlock.branches must be one of {list(BRANCHES)}, got '{branches}'")
         if channel_attention not in CHANNEL_ATTENTIONS:
-            raise ValueError(f'CCLNBlock.channel_attention must be one of {list(CHANNEL_ATTENTIONS)}, got '
-                             f"'{channel_attention}'")
+            raise OptionError(f'CCLNBlock.channel_attention must be one of {list(CHANNEL_ATTENTIONS)}, got '
+                              f"'{channel_attention}'")
         self.nonlocal_branch = None
         self.local_branch = None
         if branches in ('both', 'nonlocal'):

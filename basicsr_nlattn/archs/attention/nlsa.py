@@ -72,6 +72,26 @@ def sort_by_bucket(codes: Tensor, num_buckets: int) -> Tensor:
     return (flat_order % n).view(b, rounds, n)
 
 
+def chunked_order(codes: Tensor, num_buckets: int, chunk_size: int) -> Tuple[Tensor, int]:
+    """The sorted positions of each round, padded by repeating the sorted tail to whole chunks (Eq. 8-9).
+
+    Args:
+        codes (Tensor): (b, rounds, n) bucket codes in [0, num_buckets).
+        num_buckets (int): m, the number of hash buckets.
+        chunk_size (int): positions per chunk; a sequence shorter than that is one chunk of n.
+
+    Returns:
+        (Tensor, int): positions (b, rounds, k * s) whose chunk j is [j s, (j + 1) s), and the chunk size s.
+    """
+    n = codes.shape[-1]
+    chunk = min(chunk_size, n)
+    order = sort_by_bucket(codes, num_buckets)  # (b, r, n)
+    padding = (-n) % chunk
+    if padding:
+        order = torch.cat([order, order[..., n - padding:]], dim=-1)
+    return order, chunk
+
+
 def bucketed_attention(query: Tensor, key: Tensor, value: Tensor, codes: Tensor, chunk_size: int,
                        num_buckets: int) -> Tuple[Tensor, Tensor]:
     """Sort positions by bucket (Eq. 8-9), attend within each chunk and its neighbours (Eq. 10), undo the sort.
@@ -93,11 +113,7 @@ def bucketed_attention(query: Tensor, key: Tensor, value: Tensor, codes: Tensor,
     """
     b, n, _ = query.shape
     rounds = codes.shape[1]
-    chunk = min(chunk_size, n)
-    order = sort_by_bucket(codes, num_buckets)  # (b, r, n)
-    padding = (-n) % chunk
-    if padding:
-        order = torch.cat([order, order[..., n - padding:]], dim=-1)
+    order, chunk = chunked_order(codes, num_buckets, chunk_size)  # (b, r, k * s)
     num_chunks = order.shape[-1] // chunk
 
     def gather(tensor: Tensor) -> Tensor:  # (b, n, d) -> (b, r, k, s, d) in sorted order
@@ -195,8 +211,9 @@ class NLSA(nn.Module):
         generator = torch.Generator().manual_seed(self.eval_seed)
         return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
 
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
+    def embed_and_hash(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, int]:
+        """Queries, unit keys (b, hw, c'), values (b, hw, c), bucket codes (b, rounds, hw) and the bucket count."""
+        b, _, h, w = x.shape
         embed = self.match_conv(x).flatten(2).transpose(1, 2)  # (b, hw, c')
         value = self.value_conv(x).flatten(2).transpose(1, 2)  # (b, hw, c)
         if h * w < self.chunk_size:  # one chunk: every position attends to all (the official code crashes)
@@ -205,7 +222,11 @@ class NLSA(nn.Module):
         else:
             num_buckets = num_hash_buckets(h * w, self.chunk_size, self.max_buckets)
             codes = spherical_hash(embed.detach(), self.rotations(embed.shape[-1], h * w, x.device, embed.dtype))
-        key = F.normalize(embed, dim=-1, eps=NORMALIZE_EPS)
+        return embed, F.normalize(embed, dim=-1, eps=NORMALIZE_EPS), value, codes, num_buckets
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        embed, key, value, codes, num_buckets = self.embed_and_hash(x)
         attended, logsumexp = bucketed_attention(embed, key, value, codes, self.chunk_size, num_buckets)
         out = combine_rounds(attended, logsumexp)  # (b, hw, c)
         return x + self.res_scale * out.transpose(1, 2).reshape(b, c, h, w)
