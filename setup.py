@@ -32,6 +32,7 @@ setup(
         'einops',
         'scikit-image',
         'packaging',
+        'matplotlib',
     ],
     extras_require={'test': ['pytest>=7']},
     entry_points={'console_scripts': ['basicsr = basicsr_nlattn.cli:main']},

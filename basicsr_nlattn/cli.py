@@ -17,6 +17,8 @@ COMMANDS = {
     'convert': 'convert an official checkpoint to this package\'s layout ({"params": state_dict})',
     'bench': 'time and memory of ENLCA against exact attention, and of the contrastive loss against a full sort',
     'flops': 'GFLOPs of the attention cores beside the papers\' tables, or of an option file\'s network per module',
+    'attention': 'draw where chosen query pixels attend in every ENLCA and NLSA block of an option file\'s network',
+    'plot': 'draw the training curves of an experiment folder (losses, learning rate, validation metrics)',
 }
 PIPELINES = ('train', 'test')
 # Kept here, not imported from tools.convert, so that --help does not import torch; a test keeps them in step.
@@ -68,6 +70,10 @@ def build_parser(commands: Optional[List[str]] = None) -> argparse.ArgumentParse
             _add_convert_arguments(subparser)
         elif command == 'bench':
             _add_bench_arguments(subparser)
+        elif command == 'attention':
+            _add_attention_arguments(subparser)
+        elif command == 'plot':
+            _add_plot_arguments(subparser)
         else:
             _add_flops_arguments(subparser)
     return parser
@@ -81,6 +87,7 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--repeats', type=int, default=3, help='timed passes per row (median). Default: 3')
     parser.add_argument('--skip_loss', action='store_true', help='skip the contrastive-loss comparison')
     parser.add_argument('--json', metavar='FILE', help='also write the rows as JSON')
+    parser.add_argument('--plot', metavar='OUT.png', help='also draw time and memory against the input size')
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -97,7 +104,56 @@ def run_bench(args: argparse.Namespace) -> int:
         args.device,
         args.repeats,
         with_loss=not args.skip_loss,
-        json_path=args.json)
+        json_path=args.json,
+        plot_path=args.plot)
+    return 0
+
+
+def _add_attention_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('-opt', required=True, metavar='FILE', help='option file whose network_g is drawn (with '
+                        'path.pretrain_network_g if set, random weights otherwise)')
+    parser.add_argument('--input', required=True, metavar='IMAGE', help='the (LR) image the network is run on')
+    parser.add_argument(
+        '--point',
+        required=True,
+        nargs=2,
+        type=int,
+        action='append',
+        metavar=('Y', 'X'),
+        help='a query pixel of the input image (row, column); repeat for several')
+    parser.add_argument('--output', required=True, metavar='OUT.png', help='the figure to write')
+
+
+def run_attention(args: argparse.Namespace) -> int:
+    """``basicsr attention``: 0, or 2 with one line for a bad point, image or network."""
+    import basicsr_nlattn  # noqa: F401
+    from basicsr_nlattn.tools.attention_maps import draw_attention
+    from basicsr_nlattn.utils import OptionError
+    try:
+        rows = draw_attention(args.opt, args.input, [tuple(point) for point in args.point], args.output)
+    except OptionError as error:
+        sys.stderr.write(f'basicsr attention: error: {error}\n')
+        return 2
+    print(f'Wrote {args.output}: {rows} rows (block x point)')
+    return 0
+
+
+def _add_plot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('experiment', metavar='EXPERIMENT_DIR', help='experiments/<name> (its train_*.log files)')
+    parser.add_argument('--output', metavar='OUT.png', help='the figure to write. Default: EXPERIMENT_DIR/curves.png')
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """``basicsr plot``: 0, or 2 with one line when the folder holds no train log."""
+    from basicsr_nlattn.tools.plot import draw_curves
+    from basicsr_nlattn.utils import OptionError
+    output = args.output or os.path.join(args.experiment, 'curves.png')
+    try:
+        source = draw_curves(args.experiment, output)
+    except OptionError as error:
+        sys.stderr.write(f'basicsr plot: error: {error}\n')
+        return 2
+    print(f'Wrote {output} (from the {source})')
     return 0
 
 
@@ -218,6 +274,10 @@ def main(argv: Optional[List[str]] = None, commands: Optional[List[str]] = None)
         return run_bench(args)
     if args.command == 'flops':
         return run_flops(args)
+    if args.command == 'attention':
+        return run_attention(args)
+    if args.command == 'plot':
+        return run_plot(args)
     return run_pipeline(args.command, args.opt, _forwarded_argv(args))
 
 

@@ -1,4 +1,5 @@
-"""Print the demo's validation PSNR/SSIM (Y channel) next to bicubic upsampling of the same LR images.
+"""Print the demo's validation PSNR/SSIM (Y channel) next to bicubic upsampling of the same LR images, and draw
+``<experiments_root>/visual.png``: for each validation image, crops of LR (nearest), bicubic, ours and HR.
 
 Reads the option file, loads ``<experiments_root>/models/net_g_latest.pth``, super-resolves every image of the
 ``val`` dataset and upsamples it with BasicSR's MATLAB-like bicubic ``imresize``, and scores both with BasicSR's
@@ -9,13 +10,14 @@ Usage: ``python scripts/demo_report.py -opt options/demo/train_demo_x4.yml``
 import argparse
 import sys
 from os import path as osp
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 
 
-def evaluate(option_file: str) -> List[Dict[str, float]]:
-    """Per-image and mean PSNR/SSIM of bicubic and of the trained network on the option's val set."""
+def evaluate(option_file: str) -> Tuple[List[Dict[str, float]], list, str]:
+    """Per-image and mean PSNR/SSIM of bicubic and of the trained network on the option's val set, the images for
+    the visual comparison, and the experiment root."""
     # isort: off
     import basicsr_nlattn  # noqa: F401  (compat first: basicsr does not import on today's torchvision without it)
     from basicsr.archs import build_network
@@ -23,6 +25,7 @@ def evaluate(option_file: str) -> List[Dict[str, float]]:
     from basicsr.metrics import calculate_psnr, calculate_ssim
     from basicsr.utils import tensor2img
     from basicsr.utils.matlab_functions import imresize
+    from basicsr_nlattn.tools.visual_comparison import Comparison
     from basicsr_nlattn.utils import OptionError, load_option_file
     # isort: on
 
@@ -38,22 +41,27 @@ def evaluate(option_file: str) -> List[Dict[str, float]]:
     net.eval()
 
     dataset_opt = dict(opt['datasets']['val'], phase='val', scale=scale)
-    rows = []
+    rows, comparisons = [], []
     for item in build_dataset(dataset_opt):
         lq, gt = item['lq'], tensor2img(item['gt'])
         with torch.no_grad():
             outputs = {'bicubic': imresize(lq, scale), 'network': net(lq[None])[0]}
         row = {'image': osp.splitext(osp.basename(item['gt_path']))[0]}
+        images = {}
         for method, output in outputs.items():
-            sr = tensor2img(output)
-            row[f'{method}_psnr'] = calculate_psnr(sr, gt, crop_border=scale, test_y_channel=True)
-            row[f'{method}_ssim'] = calculate_ssim(sr, gt, crop_border=scale, test_y_channel=True)
+            images[method] = tensor2img(output)
+            row[f'{method}_psnr'] = calculate_psnr(images[method], gt, crop_border=scale, test_y_channel=True)
+            row[f'{method}_ssim'] = calculate_ssim(images[method], gt, crop_border=scale, test_y_channel=True)
         rows.append(row)
+        rgb = {name: image[:, :, ::-1] for name, image in (('lr', tensor2img(lq)), ('hr', gt), *images.items())}
+        comparisons.append(
+            Comparison(row['image'], rgb['lr'], rgb['bicubic'], rgb['network'], rgb['hr'], row['bicubic_psnr'],
+                       row['network_psnr']))
     mean = {'image': 'mean'}
     for key in rows[0]:
         if key != 'image':
             mean[key] = sum(row[key] for row in rows) / len(rows)
-    return rows + [mean]
+    return rows + [mean], comparisons, experiments_root
 
 
 def main() -> int:
@@ -62,7 +70,7 @@ def main() -> int:
     args = parser.parse_args()
     from basicsr_nlattn.utils import OptionError
     try:
-        rows = evaluate(args.opt)
+        rows, comparisons, experiments_root = evaluate(args.opt)
     except OptionError as error:
         sys.stderr.write(f'demo_report: error: {error}\n')
         return 2
@@ -72,6 +80,10 @@ def main() -> int:
         print(f"| {row['image']} | {row['bicubic_psnr']:.2f} / {row['bicubic_ssim']:.4f} | "
               f"{row['network_psnr']:.2f} / {row['network_ssim']:.4f} | "
               f"{row['network_psnr'] - row['bicubic_psnr']:+.2f} |")
+    from basicsr_nlattn.tools.visual_comparison import comparison_figure
+    visual = osp.join(experiments_root, 'visual.png')
+    comparison_figure(comparisons, network_label='ENLCN').savefig(visual, dpi=80)
+    print(f'\nVisual comparison (crops of LR, bicubic, ENLCN, HR): {visual}')
     return 0
 
 

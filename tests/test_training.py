@@ -9,6 +9,8 @@ from os import path as osp
 from conftest import (REPO_ROOT, basicsr_command, check_ok, experiment_log, run_basicsr, subprocess_env,
                       tiny_demo_option, torchrun_command, validation_psnrs, write_option)
 
+from basicsr_nlattn.tools.plot import read_curves
+
 
 def test_demo_option_trains_and_validation_psnr_rises(demo_data_root, tmp_path):
     opt = tiny_demo_option('psnr_rises', total_iter=240, val__val_freq=60, logger__save_checkpoint_freq=1000)
@@ -32,6 +34,16 @@ def test_demo_option_trains_and_validation_psnr_rises(demo_data_root, tmp_path):
     check_ok(report, 'demo_report.py')
     mean = next(line for line in report.stdout.splitlines() if line.startswith('| mean |')).split('|')
     assert abs(float(mean[3].split('/')[0]) - psnrs[-1]) < 0.01 and float(mean[2].split('/')[0]) > 20
+    visual = osp.join(experiments_root, 'visual.png')
+    assert osp.isfile(visual) and osp.relpath(visual, demo_data_root) in report.stdout
+    # basicsr plot on the real log: the validations at 60, 120, 180, 240 (the final one replaces the one at 240)
+    check_ok(run_basicsr(['plot', experiments_root], cwd=demo_data_root), 'basicsr plot')
+    curves = read_curves(experiments_root)
+    assert [iteration for iteration, _ in curves.metrics['demo_val/psnr']] == [60, 120, 180, 240]
+    assert [round(value, 4) for _, value in curves.metrics['demo_val/psnr']] == [round(p, 4) for p in psnrs[:3]
+                                                                                 ] + [round(psnrs[-1], 4)]
+    assert [iteration for iteration, _ in curves.losses['l_pix']] == list(range(10, 241, 10))
+    assert osp.getsize(osp.join(experiments_root, 'curves.png')) > 10000
 
 
 def _kill_after_first_checkpoint(command, cwd, training_states, timeout=300):

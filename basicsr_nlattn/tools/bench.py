@@ -20,6 +20,7 @@ from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.archs.attention.nlsa import NLSA
 from basicsr_nlattn.losses.enlca_loss import enlca_contrastive_loss
 from basicsr_nlattn.losses.loss_util import resolve_count
+from basicsr_nlattn.tools.bench_plot import benchmark_figure
 
 
 def _cpu_peak_bytes(step: Callable[[], None]) -> int:
@@ -182,8 +183,10 @@ def run_benchmarks(sizes: Sequence[int],
                    device: str,
                    repeats: int,
                    with_loss: bool = True,
-                   json_path: Optional[str] = None) -> Dict[str, Any]:
-    """Run both comparisons, print them as markdown tables (with the machine), optionally write JSON."""
+                   json_path: Optional[str] = None,
+                   plot_path: Optional[str] = None) -> Dict[str, Any]:
+    """Run both comparisons, print them as markdown tables (with the machine), optionally write JSON and draw the
+    attention rows (time and memory against the input size, ``bench_plot``)."""
     on_cuda = device.startswith('cuda')
     machine = (
         torch.cuda.get_device_name(device)
@@ -204,4 +207,7 @@ def run_benchmarks(sizes: Sequence[int],
         with open(json_path, 'w', encoding='utf-8') as file:
             json.dump(results, file, indent=2)
         print(f'\nWrote {json_path}')
+    if plot_path:
+        benchmark_figure(rows, f'{num_feat} channels, forward + backward, batch 1; {machine}').savefig(plot_path, dpi=80)
+        print(f'\nWrote {plot_path}')
     return results
