@@ -13,7 +13,7 @@ import torch
 from basicsr.archs.arch_util import ResidualBlockNoBN, Upsample
 from torch import Tensor, nn
 
-from basicsr_nlattn.utils.errors import OptionError, as_option_errors
+from basicsr_nlattn.utils.errors import OptionError
 
 
 def attention_positions(num_block: int, attn_every: int) -> list:
@@ -67,8 +67,7 @@ class NonLocalEDSR(nn.Module):
         body, residual_blocks = [], 0
         while residual_blocks < num_block or len(body) in positions:
             if len(body) in positions:
-                with as_option_errors():  # the attention blocks check their options with ValueError
-                    body.append(make_attention())
+                body.append(make_attention())
             else:
                 body.append(ResidualBlockNoBN(num_feat=num_feat, res_scale=res_scale))
                 residual_blocks += 1

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from basicsr_nlattn.models.self_ensemble import self_ensemble_forward
+from basicsr_nlattn.utils.errors import OptionError
 
 TILE_KEYS = {'tile': {'mode', 'size', 'overlap'}, 'chop': {'mode', 'shave', 'min_size'}}
 
@@ -22,33 +23,33 @@ def parse_tile_options(tile_opt: Optional[Dict[str, Any]]) -> Optional[Dict[str,
     if tile_opt is None:
         return None
     if not isinstance(tile_opt, dict):
-        raise ValueError(f'val.tile must be a mapping like {{size: 64, overlap: 16}} or {{mode: chop}}, got '
+        raise OptionError(f'val.tile must be a mapping like {{size: 64, overlap: 16}} or {{mode: chop}}, got '
                          f'{tile_opt!r}')
     mode = tile_opt.get('mode', 'tile')
     if mode not in TILE_KEYS:
-        raise ValueError(f"val.tile.mode must be one of {sorted(TILE_KEYS)}, got '{mode}'")
+        raise OptionError(f"val.tile.mode must be one of {sorted(TILE_KEYS)}, got '{mode}'")
     unknown = sorted(set(tile_opt) - TILE_KEYS[mode])
     if unknown:
-        raise ValueError(f"val.tile: unknown key(s) {unknown} for mode '{mode}'; allowed: {sorted(TILE_KEYS[mode])}")
+        raise OptionError(f"val.tile: unknown key(s) {unknown} for mode '{mode}'; allowed: {sorted(TILE_KEYS[mode])}")
     if mode == 'tile':
         parsed = {'mode': mode, 'size': tile_opt.get('size'), 'overlap': tile_opt.get('overlap', 0)}
         if not isinstance(parsed['size'], int) or parsed['size'] < 1:
-            raise ValueError(f"val.tile.size must be an int >= 1 (LR pixels), got {parsed['size']!r}")
+            raise OptionError(f"val.tile.size must be an int >= 1 (LR pixels), got {parsed['size']!r}")
         if not isinstance(parsed['overlap'], int) or parsed['overlap'] < 0:
-            raise ValueError(f"val.tile.overlap must be an int >= 0 (LR pixels), got {parsed['overlap']!r}")
+            raise OptionError(f"val.tile.overlap must be an int >= 0 (LR pixels), got {parsed['overlap']!r}")
         return parsed
     parsed = {'mode': mode, 'shave': tile_opt.get('shave', 10), 'min_size': tile_opt.get('min_size', 120000)}
     if not isinstance(parsed['shave'], int) or parsed['shave'] < 0:
-        raise ValueError(f"val.tile.shave must be an int >= 0, got {parsed['shave']!r}")
+        raise OptionError(f"val.tile.shave must be an int >= 0, got {parsed['shave']!r}")
     if not isinstance(parsed['min_size'], int) or parsed['min_size'] < 1:
-        raise ValueError(f"val.tile.min_size must be an int >= 1, got {parsed['min_size']!r}")
+        raise OptionError(f"val.tile.min_size must be an int >= 1, got {parsed['min_size']!r}")
     return parsed
 
 
 def parse_self_ensemble(value: Any) -> bool:
     """Validate ``val.self_ensemble`` (callers default a missing key to false)."""
     if not isinstance(value, bool):
-        raise ValueError(f'val.self_ensemble must be true or false, got {value!r}')
+        raise OptionError(f'val.self_ensemble must be true or false, got {value!r}')
     return value
 
 

@@ -13,7 +13,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTR
 
 from basicsr_nlattn.models.tiled_inference import parse_self_ensemble, parse_tile_options
 from basicsr_nlattn.tools.paper_results import paper_row_name
-from basicsr_nlattn.utils.errors import OptionError, as_option_errors
+from basicsr_nlattn.utils.errors import OptionError
 
 
 def _registries() -> Dict[str, Any]:
@@ -103,9 +103,8 @@ def _check_lmdb_pair(phase: str, dataset_opt: Dict[str, Any]) -> None:
 def _check_inference_options(opt: Dict[str, Any]) -> None:
     """``val.tile``, ``val.self_ensemble`` and ``val.compare_to_paper``, read by our models and ``basicsr test``."""
     val_opt = opt.get('val') or {}
-    with as_option_errors():  # the val.tile and val.self_ensemble parsers raise ValueError
-        parse_tile_options(val_opt.get('tile'))
-        parse_self_ensemble(val_opt.get('self_ensemble', False))
+    parse_tile_options(val_opt.get('tile'))
+    parse_self_ensemble(val_opt.get('self_ensemble', False))
     paper_row_name(opt)
 
 

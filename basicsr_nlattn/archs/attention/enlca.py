@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention.random_features import orthogonal_gaussian_matrix, random_feature_attention
 from basicsr_nlattn.archs.attention.recording import RecordsContrastiveFeatures
+from basicsr_nlattn.utils.errors import OptionError
 
 NORMALIZE_EPS = 5e-5  # the official code's eps of F.normalize for the query and key embeddings
 
@@ -67,16 +68,16 @@ class ENLCA(RecordsContrastiveFeatures):
                  eps: float = 1e-4) -> None:
         super().__init__()
         if num_feat < 1 or reduction < 1 or num_feat // reduction < 1:
-            raise ValueError(f'ENLCA.num_feat // reduction must be >= 1, got num_feat={num_feat}, '
+            raise OptionError(f'ENLCA.num_feat // reduction must be >= 1, got num_feat={num_feat}, '
                              f'reduction={reduction}')
         if not amplification > 0:
-            raise ValueError(f'ENLCA.amplification must be > 0, got {amplification}')
+            raise OptionError(f'ENLCA.amplification must be > 0, got {amplification}')
         if num_random_features < 1:
-            raise ValueError(f'ENLCA.num_random_features must be >= 1, got {num_random_features}')
+            raise OptionError(f'ENLCA.num_random_features must be >= 1, got {num_random_features}')
         if redraw_interval < 0:
-            raise ValueError(f'ENLCA.redraw_interval must be >= 0 (0: never), got {redraw_interval}')
+            raise OptionError(f'ENLCA.redraw_interval must be >= 0 (0: never), got {redraw_interval}')
         if eps < 0:
-            raise ValueError(f'ENLCA.eps must be >= 0, got {eps}')
+            raise OptionError(f'ENLCA.eps must be >= 0, got {eps}')
         embed_dim = num_feat // reduction
         self.amplification = float(amplification)
         self.res_scale = res_scale

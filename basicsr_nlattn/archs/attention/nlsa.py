@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
 
+from basicsr_nlattn.utils.errors import OptionError
+
 NORMALIZE_EPS = 5e-5  # the official code's eps of F.normalize for the keys
 
 
@@ -175,12 +177,12 @@ class NLSA(nn.Module):
                  eval_seed: int = 0) -> None:
         super().__init__()
         if num_feat < 1 or reduction < 1 or num_feat // reduction < 1:
-            raise ValueError(f'NLSA.num_feat // reduction must be >= 1, got num_feat={num_feat}, '
+            raise OptionError(f'NLSA.num_feat // reduction must be >= 1, got num_feat={num_feat}, '
                              f'reduction={reduction}')
         if chunk_size < 1:
-            raise ValueError(f'NLSA.chunk_size must be >= 1, got {chunk_size}')
+            raise OptionError(f'NLSA.chunk_size must be >= 1, got {chunk_size}')
         if max_buckets < 2 or max_buckets % 2:
-            raise ValueError(f'NLSA.max_buckets must be an even number >= 2, got {max_buckets}')
+            raise OptionError(f'NLSA.max_buckets must be an even number >= 2, got {max_buckets}')
         self.chunk_size = chunk_size
         self.n_hashes = n_hashes
         self.res_scale = res_scale
@@ -196,7 +198,7 @@ class NLSA(nn.Module):
     @n_hashes.setter
     def n_hashes(self, value: int) -> None:
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f'NLSA.n_hashes must be an int >= 1, got {value!r}')
+            raise OptionError(f'NLSA.n_hashes must be an int >= 1, got {value!r}')
         self._n_hashes = value
 
     def rotations(self,
