@@ -122,6 +122,12 @@ def _add_attention_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=('Y', 'X'),
         help='a query pixel of the input image (row, column); repeat for several')
     parser.add_argument('--output', required=True, metavar='OUT.png', help='the figure to write')
+    parser.add_argument(
+        '--force_yml',
+        nargs='+',
+        default=None,
+        metavar='KEY=VALUE',
+        help='override options as BasicSR does, e.g. path:pretrain_network_g=experiments/NAME/models/net_g_latest.pth')
 
 
 def run_attention(args: argparse.Namespace) -> int:
@@ -130,7 +136,8 @@ def run_attention(args: argparse.Namespace) -> int:
     from basicsr_nlattn.tools.attention_maps import draw_attention
     from basicsr_nlattn.utils import OptionError
     try:
-        rows = draw_attention(args.opt, args.input, [tuple(point) for point in args.point], args.output)
+        rows = draw_attention(args.opt, args.input, [tuple(point) for point in args.point], args.output,
+                              args.force_yml)
     except OptionError as error:
         sys.stderr.write(f'basicsr attention: error: {error}\n')
         return 2

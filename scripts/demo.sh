@@ -12,4 +12,5 @@ echo
 echo "Validation (Y channel, border of 4 pixels cropped):"
 python scripts/demo_report.py -opt "$option"
 echo
-echo "Results: experiments/demo_ENLCN_x4 (train log, option copy, models/net_g_latest.pth, training_states/)"
+echo "Results: experiments/demo_ENLCN_x4 (train log, option copy, models/net_g_latest.pth, training_states/, visual.png)"
+echo "Curves: basicsr plot experiments/demo_ENLCN_x4   Attention maps: see the README, section Pictures"

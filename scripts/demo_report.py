@@ -82,7 +82,7 @@ def main() -> int:
               f"{row['network_psnr'] - row['bicubic_psnr']:+.2f} |")
     from basicsr_nlattn.tools.visual_comparison import comparison_figure
     visual = osp.join(experiments_root, 'visual.png')
-    comparison_figure(comparisons, network_label='ENLCN').savefig(visual, dpi=80)
+    comparison_figure(comparisons, network_label='ENLCN').savefig(visual, dpi=64)
     print(f'\nVisual comparison (crops of LR, bicubic, ENLCN, HR): {visual}')
     return 0
 

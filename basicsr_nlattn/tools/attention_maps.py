@@ -15,7 +15,7 @@ Maps live on the block's input grid and are drawn over the input image, the quer
 import math
 import os
 from os import path as osp
-from typing import Dict, List, NamedTuple, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -202,12 +202,16 @@ def read_rgb(path: str) -> Tensor:
     return torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
 
 
-def draw_attention(option_file: str, image_file: str, points: Sequence[Tuple[int, int]], output: str) -> int:
-    """``basicsr attention``: build ``network_g`` of ``option_file``, draw its maps for ``points`` of the image,
-    write ``output``; returns the number of rows (block x point)."""
-    from basicsr_nlattn.utils.option_file import load_option_file
+def draw_attention(option_file: str,
+                   image_file: str,
+                   points: Sequence[Tuple[int, int]],
+                   output: str,
+                   force_yml: Optional[Sequence[str]] = None) -> int:
+    """``basicsr attention``: build ``network_g`` of ``option_file`` (with the ``--force_yml`` overrides), draw its
+    maps for ``points`` of the image, write ``output``; returns the number of rows (block x point)."""
+    from basicsr_nlattn.utils.option_file import apply_force_yml, load_option_file
 
-    net = _load_network(load_option_file(option_file))
+    net = _load_network(apply_force_yml(load_option_file(option_file), force_yml))
     lq = read_rgb(image_file)
     try:
         rows = attention_maps(net, lq, points)

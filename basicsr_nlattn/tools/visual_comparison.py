@@ -36,7 +36,7 @@ def comparison_figure(comparisons: List[Comparison], crop: Optional[int] = 96, n
     matplotlib.use('Agg')
     from matplotlib import pyplot as plt
 
-    figure, axes = plt.subplots(len(comparisons), 4, figsize=(10, 2.7 * len(comparisons)), squeeze=False)
+    figure, axes = plt.subplots(len(comparisons), 4, figsize=(8, 2.2 * len(comparisons)), squeeze=False)
     for row_axes, item in zip(axes, comparisons):
         height, width = item.hr.shape[:2]
         scale = height // item.lr.shape[0]

@@ -1,6 +1,6 @@
 """Reading an option file the way BasicSR does, with one-line errors for a file that cannot be one."""
 from os import path as osp
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 import yaml
 
@@ -19,4 +19,21 @@ def load_option_file(option_file: str) -> Dict[str, Any]:
         raise OptionError(f"-opt: option file '{option_file}' is not valid YAML: {error}") from error
     if not isinstance(opt, dict):
         raise OptionError(f"-opt: option file '{option_file}' must hold a mapping of options, got {type(opt).__name__}")
+    return opt
+
+
+def apply_force_yml(opt: Dict[str, Any], overrides: Optional[Sequence[str]]) -> Dict[str, Any]:
+    """BasicSR's ``--force_yml KEY=VALUE ...`` for commands outside its pipelines: nested keys joined by ``:``, the
+    value read as YAML (``path:pretrain_network_g=model.pth``, ``network_g:n_hashes=8``); returns ``opt``."""
+    for item in overrides or []:
+        key, separator, value = item.partition('=')
+        if not separator or not key:
+            raise OptionError(f"--force_yml: '{item}' is not KEY=VALUE (nested keys joined by ':')")
+        *parents, leaf = key.split(':')
+        target = opt
+        for name in parents:
+            target = target.setdefault(name, {})
+            if not isinstance(target, dict):
+                raise OptionError(f"--force_yml: '{key}': '{name}' is not a mapping in the option file")
+        target[leaf] = yaml.safe_load(value)
     return opt
