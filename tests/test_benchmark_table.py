@@ -141,12 +141,19 @@ def benchmark_option(name):
     return opt
 
 
-def test_basicsr_test_writes_the_table_of_every_set(benchmark_workdir):
+@pytest.fixture(scope='module')
+def single_process_table(benchmark_workdir):
+    """The table of one ``basicsr test`` process over the benchmark folder (run once for the tests that need it)."""
     root = benchmark_workdir
     opt = benchmark_option('test_tiny_ENLCN_x4')
     check_ok(run_basicsr(['test', '-opt', write_option(opt, str(root))], cwd=str(root)))
     with open(root / 'results' / 'test_tiny_ENLCN_x4' / 'benchmark.md', encoding='utf-8') as file:
-        table = file.read()
+        return file.read()
+
+
+def test_basicsr_test_writes_the_table_of_every_set(benchmark_workdir, single_process_table):
+    root = benchmark_workdir
+    table = single_process_table
     assert table in experiment_log(str(root / 'results' / 'test_tiny_ENLCN_x4'), phase='test')
 
     # Our own forward and BasicSR's metrics, image by image, give the table's means.
@@ -196,7 +203,7 @@ def test_bad_inference_options_are_named_before_testing(benchmark_workdir, tmp_p
     assert not osp.exists(tmp_path / 'results')
 
 
-def test_torchrun_test_writes_the_same_table_once(benchmark_workdir):
+def test_torchrun_test_writes_the_same_table_once(benchmark_workdir, single_process_table):
     """Under torchrun rank 0 validates (compat) and writes the table; it equals the one-process table."""
     root = benchmark_workdir
     option_file = write_option(benchmark_option('test_tiny_ENLCN_x4_dist'), str(root), 'dist.yml')
@@ -204,7 +211,5 @@ def test_torchrun_test_writes_the_same_table_once(benchmark_workdir):
     check_ok(subprocess.run(command, cwd=str(root), env=subprocess_env(), capture_output=True, text=True, timeout=600))
     with open(root / 'results' / 'test_tiny_ENLCN_x4_dist' / 'benchmark.md', encoding='utf-8') as file:
         table = file.read()
-    single = root / 'results' / 'test_tiny_ENLCN_x4' / 'benchmark.md'
-    if single.is_file():  # written by the one-process test when it ran first
-        assert table.replace('_dist', '') == single.read_text(encoding='utf-8')
+    assert table.replace('_dist', '') == single_process_table
     assert experiment_log(str(root / 'results' / 'test_tiny_ENLCN_x4_dist'), phase='test').count('| Set5 | 2 |') == 1
