@@ -10,7 +10,8 @@ from basicsr_nlattn.utils import OptionError
 
 @pytest.mark.parametrize('upscale, millions', [(2, 41.22), (3, 44.17), (4, 43.58)])
 def test_parameter_count_matches_the_official_network(upscale, millions):
-    net = ENLCN(upscale=upscale)
+    with torch.device('meta'):
+        net = ENLCN(upscale=upscale)
     count = sum(p.numel() for p in net.parameters())
     assert abs(count / 1e6 - millions) < 0.01, count
     assert sum(isinstance(m, ENLCA) for m in net.body) == 5
@@ -42,6 +43,22 @@ def test_mean_and_range_are_applied():
     torch.nn.init.zeros_(net.conv_last.bias)
     # with a zero tail, the output is the mean image
     torch.testing.assert_close(net(torch.rand(1, 3, 4, 4)), net.mean.expand(1, 3, 8, 8))
+
+
+def test_img_range_scales_the_trunk_input_and_output():
+    """out = trunk((x - mean) * r) / r + mean, the trunk written out from the network's own layers."""
+    torch.manual_seed(0)
+    net = ENLCN(num_feat=8, num_block=1, upscale=2, img_range=255.0).double().eval()
+    x = torch.rand(1, 3, 5, 6, dtype=torch.float64)
+    mean = net.mean  # DIV2K's mean, held in float32 precision
+    torch.testing.assert_close(mean.flatten(), torch.tensor([0.4488, 0.4371, 0.4040], dtype=torch.float64), atol=1e-7,
+                               rtol=0)
+    with torch.no_grad():
+        head = net.conv_first((x - mean) * 255.0)
+        trunk = net.conv_last(net.upsample(net.conv_after_body(net.body(head)) + head))
+        torch.testing.assert_close(net(x), trunk / 255.0 + mean, rtol=1e-12, atol=1e-12)
+        net.img_range = 1.0
+        assert (net(x) - (trunk / 255.0 + mean)).abs().max() > 1e-3  # the range really changes the output
 
 
 @pytest.mark.parametrize('kwargs, match', [
