@@ -12,7 +12,7 @@ from os import path as osp
 import pytest
 import torch
 from conftest import (BIN_DIR, REPO_ROOT, check_ok, experiment_log, free_port, subprocess_env, tiny_demo_option,
-                      torchrun_command, write_option)
+                      torchrun_command, validation_psnrs, write_option)
 
 from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.models.contrastive_sr_model import random_feature_seed
@@ -110,6 +110,9 @@ def run(command, cwd, env=None):
 def test_two_cpu_processes_train_in_step(arch, demo_data_root, tmp_path):
     name = f'dist_{arch}'
     opt = network_option(arch, name)
+    if arch == 'ENLCN':  # the one run that also validates and keeps data-loader workers (spawned: compat in each)
+        opt['val']['val_freq'] = 2
+        opt['datasets']['train']['num_worker_per_gpu'] = 1
     option_file = write_option(opt, str(tmp_path))
     dump_dir = str(tmp_path / 'dumps')
     env = subprocess_env()
@@ -147,6 +150,8 @@ def test_two_cpu_processes_train_in_step(arch, demo_data_root, tmp_path):
     assert checkpoint['params'].keys() == dumps[0].keys()
     assert all(torch.equal(checkpoint['params'][key], dumps[0][key]) for key in dumps[0])
     assert osp.isfile(osp.join(experiments_root, 'training_states', f'{TOTAL_ITER}.state'))
+    if arch == 'ENLCN':  # rank 0 validated at 2, 4 and once more after the last iteration
+        assert len(validation_psnrs(log)) == 3, log
 
     if arch == 'ENLCN':
         _check_redrawn_random_features(opt, dumps[0], dump_dir)

@@ -118,22 +118,6 @@ def test_auto_resume_from_another_directory_with_experiments_root(demo_data_root
     assert not osp.exists(second_cwd / 'experiments') and not osp.exists(first_cwd / 'experiments')
 
 
-def test_torchrun_two_cpu_processes_train_and_validate(demo_data_root, tmp_path):
-    opt = tiny_demo_option('torchrun_demo', total_iter=30, val__val_freq=10, logger__save_checkpoint_freq=10)
-    option_file = write_option(opt, str(tmp_path))
-    command = torchrun_command(2, 'basicsr_nlattn.train', ['-opt', option_file, '--launcher', 'pytorch'])
-    result = subprocess.run(
-        command, cwd=demo_data_root, env=subprocess_env(), capture_output=True, text=True, timeout=600)
-    check_ok(result, 'torchrun')
-    for rank in (0, 1):
-        assert f'Distributed: rank {rank} of world size 2 (gloo).' in result.stdout
-    experiments_root = osp.join(demo_data_root, 'experiments', 'torchrun_demo')
-    log = experiment_log(experiments_root)
-    assert 'World size (gpu number): 2' in log
-    assert len(validation_psnrs(log)) == 4  # at 10, 20, 30 and after the last iteration
-    assert osp.isfile(osp.join(experiments_root, 'models', 'net_g_30.pth'))
-
-
 def test_torchrun_rank0_validation_of_a_network_with_buffers(demo_data_root, tmp_path):
     """SwinIR keeps buffers (relative position index, attention mask). Validating its DDP wrapper on rank 0 only
     broadcasts those buffers in a collective the other rank never joins: basicsr 1.4.2 then dies with 'Connection
