@@ -6,7 +6,9 @@
 The network (``network_g``), scale and weights (``path.pretrain_network_g``, or ``--weights``) come from the option
 file; tiling from ``--tile SIZE OVERLAP`` / ``--chop``, else the option's ``val.tile``, else whole images; the x8
 self-ensemble with ``--self_ensemble`` or the option's ``val.self_ensemble``. Outputs are written as
-``<name>_x<scale>.png`` into ``--output``, which must not be an input folder: inputs are never overwritten.
+``<name>_x<scale>.png`` into ``--output``, which must not be an input folder: inputs are never overwritten. Bad
+options (``scale``, ``network_g``, ``val.tile``, ``val.self_ensemble``: the checks of ``basicsr test``) stop it with
+one line before anything is written.
 """
 import argparse
 import os
@@ -52,11 +54,13 @@ def main() -> int:
     from basicsr.utils import img2tensor, tensor2img
     from tqdm import tqdm
     from basicsr_nlattn.models.tiled_inference import parse_self_ensemble, parse_tile_options, super_resolve
+    from basicsr_nlattn.tools.option_check import check_inference_options
     from basicsr_nlattn.utils import OptionError, load_option_file
     # isort: on
 
     try:
         opt = load_option_file(args.opt)
+        check_inference_options(opt)  # basicsr train|test's pre-flight check, for what this script reads
         images = list_images(args.input)
         weights = args.weights or (opt.get('path') or {}).get('pretrain_network_g')
         if not weights or not osp.isfile(weights):

@@ -81,16 +81,20 @@ def test_unknown_type_is_named_before_training(demo_data_root, tmp_path, section
     assert sorted(os.listdir(workdir / 'experiments')) == ['bad_type']
 
 
-def test_bad_network_option_is_one_line_not_a_traceback(demo_data_root, tmp_path):
+def test_bad_network_option_is_one_line_before_anything_is_written(demo_data_root, tmp_path):
     opt = tiny_demo_option('bad_network')
-    opt['network_g']['amplification'] = -1.0  # checked by the ENLCA blocks as the network is built
+    opt['network_g']['amplification'] = -1.0  # checked by the ENLCA blocks as the pre-flight check builds them
     workdir = tmp_path / 'work'
     workdir.mkdir()
     os.symlink(osp.join(demo_data_root, 'datasets'), workdir / 'datasets')
+    experiment = _existing_experiment(workdir, 'bad_network')
+    mtime = os.stat(experiment).st_mtime_ns
     result = run_basicsr(['train', '-opt', write_option(opt, str(tmp_path))], cwd=str(workdir))
     assert result.returncode == 2, result.stderr
-    assert result.stderr.endswith('\nbasicsr train: error: ENLCA.amplification must be > 0, got -1.0\n')
-    assert 'Traceback' not in result.stderr  # BasicSR's log (also on stderr) precedes the line
+    assert result.stderr == 'basicsr train: error: network_g.amplification: must be > 0, got -1.0\n'
+    assert sorted(os.listdir(workdir)) == ['datasets', 'experiments']
+    assert os.listdir(workdir / 'experiments') == ['bad_network']  # not archived, no new folder
+    assert os.listdir(experiment) == ['net_g_1000.pth'] and os.stat(experiment).st_mtime_ns == mtime
 
 
 def test_missing_dataset_folder_is_named(tmp_path):

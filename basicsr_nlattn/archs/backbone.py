@@ -51,6 +51,11 @@ class NonLocalEDSR(nn.Module):
                  make_attention: Callable[[], nn.Module]) -> None:
         super().__init__()
         name = type(self).__name__
+        for key, value in (('num_in_ch', num_in_ch), ('num_feat', num_feat)):
+            if value < 1:
+                raise OptionError(f'{name}.{key} must be >= 1, got {value}')
+        if not img_range > 0:
+            raise OptionError(f'{name}.img_range must be > 0, got {img_range}')
         if num_block < 1:
             raise OptionError(f'{name}.num_block must be >= 1, got {num_block}')
         if attn_every < 1:

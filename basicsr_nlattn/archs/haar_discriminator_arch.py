@@ -35,8 +35,9 @@ class HaarDiscriminator(nn.Module):
 
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, num_stages: int = 6) -> None:
         super().__init__()
-        if num_stages < 1:
-            raise OptionError(f'HaarDiscriminator.num_stages must be >= 1, got {num_stages}')
+        for key, value in (('num_in_ch', num_in_ch), ('num_feat', num_feat), ('num_stages', num_stages)):
+            if value < 1:
+                raise OptionError(f'HaarDiscriminator.{key} must be >= 1, got {value}')
         stages, channels = [], 3 * num_in_ch
         for index in range(num_stages):
             stride = 2 if index % 2 == 1 else 1

@@ -4,12 +4,12 @@
       type: WithAttention
       base: {type: RCAN, num_in_ch: 3, num_out_ch: 3, num_feat: 64, num_group: 10, num_block: 20, upscale: 4}
       attention: {type: ENLCA}          # num_feat inferred from the base
-      insert_after: [body.1, body.3, body.5, body.7, body.9]
+      insert_after: [body.1, body.3, body.5, body.7, body.9]   # also the default for this base
 
 Trained with ``ContrastiveSRModel``, the inserted blocks' contrastive losses apply as in our own networks.
 """
 import copy
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from basicsr.utils import get_root_logger
@@ -20,6 +20,7 @@ from basicsr_nlattn.utils.errors import OptionError, as_option_errors
 
 BASE_PREFIX = 'base.'
 ATTENTION_PREFIX = 'attention_blocks.'
+DEFAULT_NUM_BLOCKS = 5  # NLSN, ENLCN and CCLNN each have five attention blocks
 
 
 def _build(opt: Dict[str, Any], key: str) -> nn.Module:
@@ -33,7 +34,46 @@ def _build(opt: Dict[str, Any], key: str) -> nn.Module:
         return ARCH_REGISTRY.get(name)(**options)
 
 
-def _output_channels(base: nn.Module, names: Sequence[str], input_size: int) -> List[int]:
+def candidate_modules(base: nn.Module) -> List[str]:
+    """Where blocks usually go, as the error messages list them: the base's top-level children and the children of
+    its ``body`` (RCAN: ``conv_first, body, body.0, ..., body.9, conv_after_body, upsample, conv_last``)."""
+    names = []
+    for name, child in base.named_children():
+        names.append(name)
+        if name == 'body':
+            names.extend(f'body.{block}' for block, _ in child.named_children())
+    return names
+
+
+def default_insert_after(base: nn.Module) -> Optional[List[str]]:
+    """After n evenly spaced blocks of the base's ``body`` (an ``nn.Sequential`` or ``nn.ModuleList``), the last
+    one included, n = min(5, len(body)): block (j + 1) * len(body) // n - 1 for j = 0 .. n - 1. RCAN's 10 groups:
+    ``body.1, body.3, body.5, body.7, body.9``; EDSR's 32 blocks: ``body.5, body.11, body.18, body.24, body.31``.
+    None when the base has no such body (SwinIR)."""
+    body = getattr(base, 'body', None)
+    if not isinstance(body, (nn.Sequential, nn.ModuleList)) or len(body) == 0:
+        return None
+    blocks = [name for name, _ in body.named_children()]
+    count = min(DEFAULT_NUM_BLOCKS, len(blocks))
+    return [f'body.{blocks[(j + 1) * len(blocks) // count - 1]}' for j in range(count)]
+
+
+class _AttentionHook:
+    """The forward hook after one base submodule: its output is replaced by ``block(output)``.
+
+    An object holding the block, not a closure: ``copy.deepcopy`` of the network (an EMA copy, timm's ModelEmaV2,
+    ``torch.optim.swa_utils.AveragedModel``) copies it through its memo, so the copy's hooks call the copy's own
+    blocks; a closure would be shared and keep running the original's.
+    """
+
+    def __init__(self, block: nn.Module) -> None:
+        self.block = block
+
+    def __call__(self, _module: nn.Module, _inputs: Any, output: Tensor) -> Tensor:
+        return self.block(output)
+
+
+def _output_channels(base: nn.Module, names: Sequence[str], input_size: int, key: str) -> List[int]:
     """Channels of each named submodule's output, from one dummy forward of the base (eval mode, no grad)."""
     modules = dict(base.named_modules())
     shapes: Dict[str, tuple] = {}
@@ -60,9 +100,9 @@ def _output_channels(base: nn.Module, names: Sequence[str], input_size: int) -> 
     channels = []
     for name in names:
         if name not in shapes:
-            raise OptionError(f"WithAttention.insert_after: '{name}' is not called in the base's forward")
+            raise OptionError(f"{key}: '{name}' is not called in the base's forward")
         if len(shapes[name]) != 4:
-            raise OptionError(f"WithAttention.insert_after: '{name}' outputs shape {shapes[name]}, not "
+            raise OptionError(f"{key}: '{name}' outputs shape {shapes[name]}, not "
                               '(b, c, h, w); attention blocks need a feature map (transformer layers carry tokens: '
                               "for SwinIR use 'conv_after_body')")
         channels.append(shapes[name][1])
@@ -79,42 +119,63 @@ class WithAttention(nn.Module):
     ``base.<base key>`` and ``attention_blocks.<i>.<block key>``; a checkpoint of the base alone (its own keys)
     loads too: the base strictly, the attention blocks keep their initialisation, and the log names them.
     Bad options raise OptionError, those that the base's or a block's constructor rejects with a ValueError
-    included.
+    included; an unknown name, or an omitted ``insert_after`` on a base without a ``body`` of blocks, lists the
+    candidates (``candidate_modules``).
+
+    Copies are independent: a ``copy.deepcopy`` (an EMA made by deepcopy included) runs its own blocks with its own
+    parameters, and ``torch.compile`` runs those of the module it compiles (``_AttentionHook``).
+    ``torch.nn.DataParallel`` is not supported (its replicas share the hooks and drop the blocks' records); train on
+    several GPUs with DDP (``--launcher pytorch``).
 
     Args:
         base (dict): options of the base arch, with ``type``.
         attention (dict): options of the block, with ``type`` (``ENLCA``, ``NLSA``, ``CCLNBlock``, ...).
-        insert_after (Sequence[str]): names of base submodules (``dict(base.named_modules())`` keys).
+        insert_after (Sequence[str] | None): names of base submodules (``dict(base.named_modules())`` keys) whose
+            outputs the blocks replace. Default: None, after five evenly spaced blocks of the base's ``body`` (all of
+            them when it has fewer), the last one included (``default_insert_after``; RCAN with 10 groups:
+            ``[body.1, body.3, body.5, body.7, body.9]``); a base without an ``nn.Sequential`` / ``nn.ModuleList``
+            ``body`` needs the names.
         probe_size (int): side of the dummy input used to infer channels. Default: 32.
     """
 
     def __init__(self,
                  base: Dict[str, Any],
                  attention: Dict[str, Any],
-                 insert_after: Sequence[str],
+                 insert_after: Optional[Sequence[str]] = None,
                  probe_size: int = 32) -> None:
         super().__init__()
         self.base = _build(base, 'base')
-        if isinstance(insert_after, str) or not insert_after:
-            raise OptionError(f'WithAttention.insert_after must be a non-empty list of module names, got '
-                              f'{insert_after!r}')
+        key = 'WithAttention.insert_after'
+        defaulted = insert_after is None
+        if defaulted:
+            insert_after = default_insert_after(self.base)
+            if insert_after is None:
+                raise OptionError(f"{key} is required: {base['type']} has no body of blocks (nn.Sequential or "
+                                  'nn.ModuleList) to place the attention blocks after by default; name submodules '
+                                  f"that output (b, c, h, w), candidates: {', '.join(candidate_modules(self.base))}")
+            key = f'{key} (omitted, the default {insert_after})'
+        elif isinstance(insert_after, str) or not insert_after:
+            raise OptionError(f'{key} must be a non-empty list of module names, got {insert_after!r}; candidates: '
+                              f"{', '.join(candidate_modules(self.base))}")
         modules = dict(self.base.named_modules())
         unknown = [name for name in insert_after if name not in modules or name == '']
         if unknown:
-            valid = [name for name in modules if name and name.count('.') <= 1]
-            raise OptionError(f"WithAttention.insert_after: unknown module(s) {unknown} of {base['type']}; modules "
-                              f"(two levels shown, deeper names work too): {', '.join(valid)}")
+            raise OptionError(f"{key}: unknown module(s) {unknown} of {base['type']}; candidates (deeper names of "
+                              f"dict(base.named_modules()) work too): {', '.join(candidate_modules(self.base))}")
         self.insert_after = list(insert_after)
         if 'num_feat' in attention:
             channels = [attention['num_feat']] * len(self.insert_after)
         else:
-            channels = _output_channels(self.base, self.insert_after, probe_size)
+            channels = _output_channels(self.base, self.insert_after, probe_size, key)
         self.attention_blocks = nn.ModuleList(
             _build({
                 **attention, 'num_feat': num_feat
             }, 'attention') for num_feat in channels)
         for name, block in zip(self.insert_after, self.attention_blocks):
-            modules[name].register_forward_hook(lambda _module, _inputs, output, block=block: block(output))
+            modules[name].register_forward_hook(_AttentionHook(block))
+        if defaulted:
+            get_root_logger().info(f'WithAttention: insert_after omitted, {type(self.attention_blocks[0]).__name__} '
+                                   f"after {', '.join(self.insert_after)} (evenly spaced blocks of the base's body)")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.base(x)

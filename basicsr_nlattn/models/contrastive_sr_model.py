@@ -7,7 +7,7 @@ clears the records. It also redraws ENLCA's random features on schedule and keep
 """
 import inspect
 from collections import OrderedDict
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from basicsr.losses import build_loss
@@ -31,6 +31,12 @@ def random_feature_seed(manual_seed: int, draw: int, block_number: int) -> int:
     return (manual_seed * 1_000_003 + draw * 1009 + block_number) % (2**63 - 1)
 
 
+def contrastive_opt_key(contrastive_opt: Any, index: int) -> str:
+    """The option key of entry ``index`` of ``train.contrastive_opt``: ``train.contrastive_opt[index]`` in a list,
+    ``train.contrastive_opt`` for a single mapping."""
+    return f'train.contrastive_opt[{index}]' if isinstance(contrastive_opt, list) else 'train.contrastive_opt'
+
+
 def parse_contrastive_opt(contrastive_opt: Any) -> List[Tuple[Dict[str, Any], int]]:
     """``train.contrastive_opt`` (a dict or a list of dicts) -> [(loss options, start_iter)], validated."""
     if contrastive_opt is None:
@@ -38,7 +44,7 @@ def parse_contrastive_opt(contrastive_opt: Any) -> List[Tuple[Dict[str, Any], in
     entries = contrastive_opt if isinstance(contrastive_opt, list) else [contrastive_opt]
     parsed = []
     for index, entry in enumerate(entries):
-        key = f'train.contrastive_opt[{index}]' if isinstance(contrastive_opt, list) else 'train.contrastive_opt'
+        key = contrastive_opt_key(contrastive_opt, index)
         if not isinstance(entry, dict) or 'type' not in entry:
             raise OptionError(f'{key} must be a mapping with a type, got {entry!r}')
         loss_type = entry['type']
@@ -55,6 +61,29 @@ def parse_contrastive_opt(contrastive_opt: Any) -> List[Tuple[Dict[str, Any], in
             raise OptionError(f'{key}.start_iter must be an int >= 0, got {start_iter!r}')
         parsed.append(({name: value for name, value in entry.items() if name != 'start_iter'}, start_iter))
     return parsed
+
+
+def check_contrastive_blocks(contrastive_opt: Any, losses: Sequence[nn.Module], net: nn.Module) -> None:
+    """Raise OptionError when a loss of ``train.contrastive_opt`` (built, in order) finds no block of its
+    ``block_type`` in ``net`` (network_g, unwrapped; its parameters may be on the meta device): it would have
+    nothing to read. Called by the model and by the pre-flight check of ``basicsr train``."""
+    blocks = list(recording_blocks(net))
+    for index, loss in enumerate(losses):
+        if not any(isinstance(block, loss.block_type) for block in blocks):
+            raise OptionError(f'{contrastive_opt_key(contrastive_opt, index)}.type: {type(loss).__name__} needs '
+                              f'{loss.block_type.__name__} blocks in network_g, found none')
+
+
+def check_no_data_parallel(opt: Dict[str, Any]) -> None:
+    """Refuse ``num_gpu > 1`` without a launcher: BaseModel.model_to_device would wrap net_g in DataParallel, whose
+    replicas never pass the blocks' records back. Called by the model and by the pre-flight check."""
+    num_gpu = opt.get('num_gpu')
+    if isinstance(num_gpu, int) and num_gpu > 1 and not opt.get('dist'):
+        entry = 'train' if opt.get('is_train') else 'test'
+        script = f' (or scripts/dist_train.sh {num_gpu} FILE)' if opt.get('is_train') else ''
+        raise OptionError(f'num_gpu: {num_gpu} without a launcher (DataParallel) is not supported; run one process '
+                          f'per GPU: torchrun --nproc_per_node={num_gpu} -m basicsr_nlattn.{entry} -opt FILE '
+                          f'--launcher pytorch{script}')
 
 
 def parse_grad_clip(grad_clip: Any) -> Optional[float]:
@@ -84,18 +113,23 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
     entries), ``_updates_generator`` (whether G steps this iteration) and ``_extra_generator_losses`` (terms added to
     ``generator_losses``); then, written once here, backward, gradient clipping, G's optimizer step, EMA, clearing
     the records and logging.
+
+    ``num_gpu > 1`` without a launcher (BasicSR's DataParallel) is refused before any network is built: replicas do
+    not pass the blocks' records back; one process per GPU (``--launcher pytorch``, DDP) is the way.
     """
 
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        check_no_data_parallel(opt)
+        super().__init__(opt)
+
     def init_training_settings(self) -> None:
-        parsed = parse_contrastive_opt(self.opt['train'].get('contrastive_opt'))
+        contrastive_opt = self.opt['train'].get('contrastive_opt')
+        parsed = parse_contrastive_opt(contrastive_opt)
         self.grad_clip = parse_grad_clip(self.opt['train'].get('grad_clip'))
         super().init_training_settings()
         self.cri_contrast = [ContrastiveTerm(build_loss(opt).to(self.device), start) for opt, start in parsed]
-        blocks = self._recording_blocks()
-        for index, term in enumerate(self.cri_contrast):
-            if not any(isinstance(block, term.loss.block_type) for block in blocks):
-                raise OptionError(f'train.contrastive_opt[{index}].type: {type(term.loss).__name__} needs '
-                                  f'{term.loss.block_type.__name__} blocks in network_g, found none')
+        check_contrastive_blocks(contrastive_opt, [term.loss for term in self.cri_contrast],
+                                 self.get_bare_model(self.net_g))
         self._drawn_features: Dict[int, int] = {}
 
     def _recording_blocks(self) -> List[nn.Module]:

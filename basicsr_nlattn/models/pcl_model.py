@@ -6,13 +6,14 @@ Official code: https://github.com/Aitical/PCL-SISR.
 import copy
 import inspect
 from collections import OrderedDict
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
+from torch import nn
 
 from basicsr_nlattn.archs.haar_discriminator_arch import HaarDiscriminator
 from basicsr_nlattn.losses.pcl_loss import PCLContrastiveLoss
@@ -47,6 +48,42 @@ def parse_pcl_opt(pcl_opt: Any) -> Dict[str, Any]:
     return parsed
 
 
+class PCLTraining(NamedTuple):
+    """PCLModel's training options, parsed: ``pcl`` as :func:`parse_pcl_opt` returns it, then ``train.freeze_d``,
+    ``net_d_iters``, ``net_d_init_iters`` and ``discriminator_samples``."""
+    pcl: Dict[str, Any]
+    freeze_d: bool
+    net_d_iters: int
+    net_d_init_iters: int
+    discriminator_samples: bool
+
+
+def parse_pcl_training(opt: Dict[str, Any]) -> PCLTraining:
+    """PCLModel's options (``train.pcl_opt``, ``train.freeze_d``, ...) read and checked against ``network_d``,
+    ``train.optim_d`` and ``path.pretrain_network_d``: the one reading, by the model and by the pre-flight check of
+    ``basicsr train``."""
+    train_opt = opt['train']
+    settings = PCLTraining(
+        pcl=parse_pcl_opt(train_opt.get('pcl_opt')),
+        freeze_d=bool(train_opt.get('freeze_d', False)),
+        net_d_iters=train_opt.get('net_d_iters', 1),
+        net_d_init_iters=train_opt.get('net_d_init_iters', 0),
+        discriminator_samples=bool(train_opt.get('discriminator_samples', False)))
+    if 'network_d' not in opt:
+        raise OptionError('network_d: PCLModel needs an embedding network, e.g. network_d: {type: HaarDiscriminator}')
+    if not settings.freeze_d and 'optim_d' not in train_opt:
+        raise OptionError('train.optim_d: PCLModel trains network_d; give its optimizer (or set train.freeze_d)')
+    if settings.freeze_d and (opt.get('path') or {}).get('pretrain_network_d') is None:
+        raise OptionError('train.freeze_d needs path.pretrain_network_d: a fixed embedding must be pretrained')
+    return settings
+
+
+def check_embedding_network(opt: Dict[str, Any], net_d: nn.Module) -> None:
+    """``network_d`` (built, unwrapped; on the meta device in the pre-flight check) is a HaarDiscriminator."""
+    if not isinstance(net_d, HaarDiscriminator):
+        raise OptionError(f"network_d.type must be HaarDiscriminator, got '{opt['network_d'].get('type')}'")
+
+
 @MODEL_REGISTRY.register()
 class PCLModel(ContrastiveSRModel):
     """ContrastiveSRModel + PCL-SR: a HaarDiscriminator (``network_d``) is both the discriminator and the
@@ -79,23 +116,14 @@ class PCLModel(ContrastiveSRModel):
 
     def init_training_settings(self) -> None:
         train_opt = self.opt['train']
-        self.pcl = parse_pcl_opt(train_opt.get('pcl_opt'))
-        self.freeze_d = bool(train_opt.get('freeze_d', False))
-        self.net_d_iters = train_opt.get('net_d_iters', 1)
-        self.net_d_init_iters = train_opt.get('net_d_init_iters', 0)
-        self.discriminator_samples = bool(train_opt.get('discriminator_samples', False))
-        if 'network_d' not in self.opt:
-            raise OptionError(
-                'network_d: PCLModel needs an embedding network, e.g. network_d: {type: HaarDiscriminator}')
-        if not self.freeze_d and 'optim_d' not in train_opt:
-            raise OptionError('train.optim_d: PCLModel trains network_d; give its optimizer (or set train.freeze_d)')
-        if self.freeze_d and self.opt['path'].get('pretrain_network_d') is None:
-            raise OptionError('train.freeze_d needs path.pretrain_network_d: a fixed embedding must be pretrained')
+        settings = parse_pcl_training(self.opt)
+        self.pcl, self.freeze_d = settings.pcl, settings.freeze_d
+        self.net_d_iters, self.net_d_init_iters = settings.net_d_iters, settings.net_d_init_iters
+        self.discriminator_samples = settings.discriminator_samples
         self.net_d = self.model_to_device(build_network(self.opt['network_d']))
         self.print_network(self.net_d)
         bare_d = self.get_bare_model(self.net_d)
-        if not isinstance(bare_d, HaarDiscriminator):
-            raise OptionError(f"network_d.type must be HaarDiscriminator, got '{self.opt['network_d'].get('type')}'")
+        check_embedding_network(self.opt, bare_d)
         load_path = self.opt['path'].get('pretrain_network_d')
         if load_path is not None:
             self.load_network(self.net_d, load_path, self.opt['path'].get('strict_load_d', True),

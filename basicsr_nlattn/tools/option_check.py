@@ -1,19 +1,42 @@
-"""The pre-flight check of ``basicsr train`` and ``basicsr test``: the options that BasicSR would only fail on deep
-inside training (or after renaming folders).
+"""The pre-flight check of ``basicsr train``, ``basicsr test`` (and their ``-m basicsr_nlattn.train|test`` entry
+points for torchrun) and ``scripts/inference.py``: every option that BasicSR would only reject deep inside
+training, or after it has renamed folders, checked in one pass before anything is written.
 
-``preflight`` runs right after BasicSR has parsed the option file and before any experiment folder is made,
-renamed or written, so bad input costs nothing: the message names the option key, the value and what is allowed.
+``preflight`` runs at the end of BasicSR's ``parse_options``, before ``make_exp_dirs`` and ``mkdir_and_rename``
+make, archive or rename any experiment, results or tb_logger folder, so bad input costs nothing: the message starts
+with the full option key (``network_g.amplification: must be > 0, got -1``). Each option is checked by the code
+that reads it in training (the networks' and losses' constructors, the models' parsers); the networks are built on
+the meta device, so a full-size network allocates nothing.
 """
+import contextlib
+import copy
 import difflib
+import re
 from os import path as osp
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+from torch import nn
 
+from basicsr_nlattn.models.contrastive_sr_model import (ContrastiveSRModel, check_contrastive_blocks,
+                                                        check_no_data_parallel, contrastive_opt_key,
+                                                        parse_contrastive_opt, parse_grad_clip)
+from basicsr_nlattn.models.pcl_model import PCLModel, check_embedding_network, parse_pcl_training
 from basicsr_nlattn.models.tiled_inference import parse_self_ensemble, parse_tile_options
 from basicsr_nlattn.tools.paper_results import paper_row_name
 from basicsr_nlattn.utils.errors import OptionError
+
+# 'ENLCA.amplification must be > 0, got -1' or 'WithAttention.base.type: ...': the class, the argument, the rest.
+_ARGUMENT_MESSAGE = re.compile(
+    r'(?P<owner>[A-Za-z_]\w*)\.(?P<argument>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?::\s*|\s+)'
+    r'(?P<rest>.+)', re.DOTALL)
+# The TypeError of a call whose keyword arguments do not fit the signature (unknown, missing, repeated).
+_SIGNATURE_MESSAGE = re.compile(r'[\w.]+\(\) (got an unexpected keyword argument|missing \d+ required|got multiple '
+                                r'values for argument|takes \d+)')
+# train.*_opt read by a model's own parser (below), and the one loss that is not built here: it loads VGG weights.
+_PARSED_LOSSES = ('contrastive_opt', 'pcl_opt')
+_TYPE_ONLY_LOSSES = ('perceptual_opt', )
 
 
 def _registries() -> Dict[str, Any]:
@@ -100,32 +123,159 @@ def _check_lmdb_pair(phase: str, dataset_opt: Dict[str, Any]) -> None:
                           f"{len(keys['dataroot_gt'])}; only in gt: {only_gt}, only in lq: {only_lq})")
 
 
+def _located_message(key: str, options: Mapping[str, Any], message: str) -> str:
+    """A constructor's message, starting with the option key: ``Class.argument rest`` becomes ``key.argument: rest``
+    when ``argument`` is a key of ``options`` (or ``key.name.argument: rest`` for a nested mapping ``name`` of type
+    ``Class``, e.g. ``network_g.attention.max_buckets``); any other message becomes ``key: message``."""
+    match = _ARGUMENT_MESSAGE.match(message)
+    if match:
+        argument, rest = match['argument'], match['rest']
+        head = argument.split('.')[0]
+        if head in options:
+            return f'{key}.{argument}: {rest}'
+        for name, value in options.items():
+            if isinstance(value, Mapping) and value.get('type') == match['owner'] and head in value:
+                return f'{key}.{name}.{argument}: {rest}'
+    return f'{key}: {message}'
+
+
+@contextlib.contextmanager
+def _constructor_errors_at(key: str, options: Mapping[str, Any]) -> Iterator[None]:
+    """Inside the block, a constructor's ValueError (OptionError included) or TypeError (arguments that do not fit
+    its signature, or a value of the wrong type such as ``amplification: abc``) is re-raised as an OptionError that
+    starts with ``key`` (see :func:`_located_message`)."""
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        if isinstance(error, TypeError) and not _SIGNATURE_MESSAGE.match(message):
+            message = f'a value of the wrong type ({message})'
+        raise OptionError(_located_message(key, options, message)) from error
+
+
+def build_network_on_meta(opt: Dict[str, Any], key: str) -> nn.Module:
+    """Build the network of ``opt[key]`` as BasicSR's ``build_network`` would, but on the meta device: every
+    argument is checked by the constructor and nothing is allocated (a full-size ENLCN included).
+
+    A network whose constructor needs real tensors (an operation without a meta kernel, e.g. SwinIR's
+    ``Tensor.item``) is built on the CPU instead. Neither build logs (BasicSR's root logger must not exist before
+    the pipeline gives it its log file) or draws from the global random number generators' state.
+
+    Args:
+        opt (dict): the options; ``opt[key]`` is a mapping with a registered ``type``.
+        key (str): ``network_g`` or ``network_d``.
+
+    Returns:
+        nn.Module: the network, its parameters on the meta device (or on the CPU, see above).
+    """
+    options = opt.get(key)
+    if not isinstance(options, dict) or 'type' not in options:
+        raise OptionError(f'{key}: must be a mapping with the network type and its arguments, got {options!r}')
+    _check_registered(f'{key}.type', options['type'], 'arch')
+    network_class = ARCH_REGISTRY.get(options['type'])
+    arguments = {name: value for name, value in options.items() if name != 'type'}
+    with _constructor_errors_at(key, options), torch.random.fork_rng(devices=[]):
+        try:
+            with torch.device('meta'):
+                return network_class(**copy.deepcopy(arguments))
+        except (NotImplementedError, RuntimeError):  # no meta kernel: not about the options, so build it for real
+            return network_class(**copy.deepcopy(arguments))
+
+
+def _build_loss(key: str, loss_opt: Dict[str, Any]) -> nn.Module:
+    """The loss of ``loss_opt`` (a registered ``type`` and its arguments), built as BasicSR's ``build_loss`` would,
+    without its log line; errors start with ``key``."""
+    arguments = {name: value for name, value in loss_opt.items() if name != 'type'}
+    with _constructor_errors_at(key, loss_opt):
+        return LOSS_REGISTRY.get(loss_opt['type'])(**copy.deepcopy(arguments))
+
+
+def _check_losses(train_opt: Dict[str, Any]) -> None:
+    """Build every ``train.*_opt`` loss (a list too) except those a model parses itself and ``perceptual_opt``."""
+    for key, value in train_opt.items():
+        if not key.endswith('_opt') or key in _PARSED_LOSSES + _TYPE_ONLY_LOSSES:
+            continue
+        entries: List[Any] = value if isinstance(value, list) else [value]
+        for index, entry in enumerate(entries):
+            if isinstance(entry, dict) and 'type' in entry:
+                _build_loss(f'train.{key}' + (f'[{index}]' if isinstance(value, list) else ''), entry)
+
+
+def _check_model_training(opt: Dict[str, Any], net_g: nn.Module, net_d: Optional[nn.Module]) -> None:
+    """What our models read in ``init_training_settings``, by their own parsers: ``train.contrastive_opt`` (its
+    losses built and their blocks found in ``net_g``) and ``train.grad_clip`` for ContrastiveSRModel and its
+    subclasses; ``train.pcl_opt`` (its loss built, its layers found in ``net_d``), ``train.optim_d``,
+    ``train.freeze_d`` and ``network_d`` for PCLModel."""
+    model_class = MODEL_REGISTRY.get(opt['model_type'])
+    train_opt = opt.get('train') or {}
+    if issubclass(model_class, ContrastiveSRModel):
+        contrastive_opt = train_opt.get('contrastive_opt')
+        losses = [
+            _build_loss(contrastive_opt_key(contrastive_opt, index), loss_opt)
+            for index, (loss_opt, _) in enumerate(parse_contrastive_opt(contrastive_opt))
+        ]
+        check_contrastive_blocks(contrastive_opt, losses, net_g)
+        parse_grad_clip(train_opt.get('grad_clip'))
+    if issubclass(model_class, PCLModel):
+        loss_opt = parse_pcl_training(opt).pcl['loss']  # raises first when network_d is missing
+        check_embedding_network(opt, net_d)
+        cri_pcl = _build_loss('train.pcl_opt', loss_opt)
+        with _constructor_errors_at('train.pcl_opt', loss_opt):
+            cri_pcl.check_layers(net_d.num_features)
+
+
 def _check_inference_options(opt: Dict[str, Any]) -> None:
-    """``val.tile``, ``val.self_ensemble`` and ``val.compare_to_paper``, read by our models and ``basicsr test``."""
+    """``val.tile`` and ``val.self_ensemble``, read by our models, ``basicsr test`` and ``scripts/inference.py``."""
     val_opt = opt.get('val') or {}
     parse_tile_options(val_opt.get('tile'))
     parse_self_ensemble(val_opt.get('self_ensemble', False))
-    paper_row_name(opt)
 
 
 def check_options(opt: Dict[str, Any]) -> None:
-    """Raise OptionError for the first option that cannot work.
+    """Raise OptionError for the first option of a ``basicsr train`` or ``basicsr test`` run that cannot work.
 
-    Checked: ``name``; ``model_type``, every ``network_*.type``, ``datasets.*.type``, ``train.*_opt.type`` and
-    ``val.metrics.*.type`` are registered (the message lists the registered names); dataset folders,
-    ``meta_info_file``, ``path.pretrain_network_*`` and ``path.resume_state`` exist; LMDB datasets have
-    ``meta_info.txt`` and, paired, the same keys; ``val.tile``, ``val.self_ensemble`` and ``val.compare_to_paper``
-    parse.
+    Checked, in order: ``name``; ``model_type``, every ``network_*.type``, ``datasets.*.type``, ``train.*_opt.type``
+    and ``val.metrics.*.type`` are registered (the message lists the registered names); our models refuse
+    ``num_gpu > 1`` without a launcher (DataParallel); ``network_g`` is built on
+    the meta device (:func:`build_network_on_meta`); in training, ``network_d`` too, every ``train.*_opt`` loss is
+    built (``perceptual_opt``: its type only, it loads VGG weights), and our models' own options are parsed by
+    their parsers (``train.contrastive_opt`` with the blocks its losses need in ``network_g``,
+    ``train.grad_clip``, ``train.pcl_opt`` with ``network_d`` and ``train.optim_d``); ``val.tile``,
+    ``val.self_ensemble`` and ``val.compare_to_paper`` parse; dataset folders, ``meta_info_file``,
+    ``path.pretrain_network_*`` and ``path.resume_state`` exist; LMDB datasets have ``meta_info.txt`` and, paired,
+    the same keys.
 
     Args:
-        opt (dict): The option dictionary after BasicSR's ``parse_options``.
+        opt (dict): The option dictionary after BasicSR's ``parse_options`` (``is_train`` set).
     """
     if not opt.get('name'):
         raise OptionError('name: every option file needs a name (it names the experiment folder)')
     for key, name, kind in _typed_entries(opt):
         _check_registered(key, name, kind)
+    if issubclass(MODEL_REGISTRY.get(opt['model_type']), ContrastiveSRModel):
+        check_no_data_parallel(opt)
+    net_g = build_network_on_meta(opt, 'network_g')
+    if opt.get('is_train'):
+        net_d = build_network_on_meta(opt, 'network_d') if 'network_d' in opt else None
+        _check_losses(opt.get('train') or {})
+        _check_model_training(opt, net_g, net_d)
     _check_inference_options(opt)
+    paper_row_name(opt)
     _check_paths(opt)
+
+
+def check_inference_options(opt: Dict[str, Any]) -> None:
+    """The part of :func:`check_options` that ``scripts/inference.py`` reads from an option file (before it writes
+    anything): ``scale``, ``network_g`` (built on the meta device), ``val.tile`` and ``val.self_ensemble``.
+
+    Args:
+        opt (dict): The option file as read by ``load_option_file``.
+    """
+    scale = opt.get('scale')
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise OptionError(f'scale: the upscaling factor must be an int >= 1, got {scale!r}')
+    build_network_on_meta(opt, 'network_g')
+    _check_inference_options(opt)
 
 
 def preflight(opt: Dict[str, Any]) -> None:

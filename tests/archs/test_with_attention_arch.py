@@ -10,6 +10,7 @@ from conftest import check_ok, experiment_log, inference_model, run_basicsr, tin
 from torch import nn
 
 from basicsr_nlattn.archs.attention import ENLCA, NLSA
+from basicsr_nlattn.archs.with_attention_arch import default_insert_after
 from basicsr_nlattn.losses import ENLCAContrastiveLoss
 from basicsr_nlattn.utils import OptionError
 
@@ -65,8 +66,10 @@ def test_blocks_run_after_the_named_modules_with_inferred_channels():
         net.attention_blocks[0](net.base.body[0](net.base.conv_first((x - net.base.mean) * net.base.img_range))))
     torch.testing.assert_close(outputs['after_group'], group_out)
     assert all(block.recorded is not None for block in net.attention_blocks)
-    keys = net.state_dict().keys()
-    assert 'attention_blocks.0.random_features' in keys and 'base.conv_first.weight' in keys
+    # the checkpoint format: the base's own keys under base., each block's under attention_blocks.<i>.
+    block_keys = list(ENLCA(16, num_random_features=8).state_dict())
+    assert list(net.state_dict()) == [f'base.{key}' for key in build_network(TINY_RCAN).state_dict()
+                                      ] + [f'attention_blocks.{i}.{key}' for i in range(2) for key in block_keys]
 
 
 def test_nlsa_after_edsr_blocks_and_explicit_channels():
@@ -107,12 +110,81 @@ def test_base_checkpoint_loads_and_new_keys_are_reported(tmp_path):
     torch.testing.assert_close(fresh.attention_blocks[1].random_features, net.attention_blocks[1].random_features)
 
 
-def test_unknown_module_lists_the_valid_names():
+RCAN_CANDIDATES = 'conv_first, body, body.0, body.1, conv_after_body, upsample, conv_last'
+
+
+def test_unknown_module_lists_the_candidates():
+    """The candidates: the base's top-level children and the children of its body, not deeper ones."""
     with pytest.raises(
-            ValueError,
-            match=r"insert_after: unknown module\(s\) \['body.7'\] of RCAN; modules .*: "
-            r'conv_first, body, body.0, body.1, conv_after_body'):
+            OptionError,
+            match=r"^WithAttention.insert_after: unknown module\(s\) \['body.7'\] of RCAN; candidates .*: " +
+            RCAN_CANDIDATES + '$'):
         with_enlca(insert_after=['body.7'])
+
+
+@pytest.mark.parametrize('insert_after', [[], 'body.0'])
+def test_an_empty_or_string_insert_after_lists_the_candidates(insert_after):
+    with pytest.raises(
+            OptionError,
+            match=r'^WithAttention.insert_after must be a non-empty list .*candidates: ' + RCAN_CANDIDATES + '$'):
+        build_network({
+            'type': 'WithAttention',
+            'base': TINY_RCAN,
+            'attention': {
+                'type': 'ENLCA'
+            },
+            'insert_after': insert_after
+        })
+
+
+def test_a_base_without_a_body_needs_insert_after_and_lists_the_candidates():
+    with pytest.raises(
+            OptionError,
+            match=r'^WithAttention.insert_after is required: SwinIR has no body of blocks .*candidates: conv_first, '
+            r'patch_embed, patch_unembed, pos_drop, layers, norm, conv_after_body, upsample$'):
+        build_network({'type': 'WithAttention', 'base': TINY_SWINIR, 'attention': {'type': 'ENLCA'}})
+
+
+@pytest.mark.parametrize('num_body_blocks, expected', [
+    (1, [0]),
+    (2, [0, 1]),
+    (5, [0, 1, 2, 3, 4]),
+    (10, [1, 3, 5, 7, 9]),
+    (32, [5, 11, 18, 24, 31]),
+])
+def test_default_places_five_blocks_evenly_after_body_blocks(num_body_blocks, expected):
+    """Omitted insert_after: after min(5, len(body)) evenly spaced body blocks, the last included (docstring)."""
+    base = nn.Module()
+    base.body = nn.Sequential(*(nn.Identity() for _ in range(num_body_blocks)))
+    assert default_insert_after(base) == [f'body.{index}' for index in expected]
+    base.body = nn.ModuleList(base.body)
+    assert default_insert_after(base) == [f'body.{index}' for index in expected]
+    base.body = nn.Conv2d(3, 3, 1)  # a body that is one module: no default
+    assert default_insert_after(base) is None
+
+
+def test_default_on_rcan_runs_the_blocks_after_its_groups():
+    torch.manual_seed(0)
+    rcan = dict(TINY_RCAN, num_group=10, num_feat=8, squeeze_factor=2)
+    net = build_network({'type': 'WithAttention', 'base': rcan, 'attention': {'type': 'ENLCA', 'reduction': 2}})
+    assert net.insert_after == ['body.1', 'body.3', 'body.5', 'body.7', 'body.9']  # the README's placement
+    torch.manual_seed(0)
+    listed = build_network({
+        'type': 'WithAttention',
+        'base': rcan,
+        'attention': {
+            'type': 'ENLCA',
+            'reduction': 2
+        },
+        'insert_after': ['body.1', 'body.3', 'body.5', 'body.7', 'body.9']
+    })
+    assert net.state_dict().keys() == listed.state_dict().keys()
+    x = torch.rand(1, 3, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(x), listed.eval()(x), rtol=0, atol=0)
+        # the block after body.9 runs: shifting its values (RCAN divides the output by img_range 255) shows
+        net.attention_blocks[4].value_conv.bias.add_(50.0)
+        assert (net(x) - listed(x)).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize('base, attention, match', [

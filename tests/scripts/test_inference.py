@@ -67,6 +67,25 @@ def test_self_ensemble_output_is_the_mean_of_the_eight_symmetries(workdir):
     assert np.abs(ensemble.astype(int) - whole.astype(int)).max() > 2
 
 
+def test_bad_network_option_is_one_line_before_anything_is_written(workdir):
+    """The pre-flight check of basicsr test: network_g built on the meta device, before the checkpoint is read."""
+    write_option({
+        'name': 'infer',
+        'scale': 2,
+        'network_g': {
+            **NETWORK, 'upscale': 5
+        },
+        'path': {
+            'pretrain_network_g': 'net.pth'
+        }
+    }, str(workdir), 'infer.yml')
+    result = run(workdir, '--input', 'inputs', '--output', 'out')
+    assert result.returncode == 2
+    assert result.stderr.startswith('inference: error: network_g: scale 5 is not supported') and \
+        len(result.stderr.splitlines()) == 1, result.stderr
+    assert not (workdir / 'out').exists()
+
+
 def test_inputs_are_never_overwritten_and_errors_are_named(workdir):
     before = (workdir / 'inputs' / 'coffee.png').read_bytes()
     result = run(workdir, '--input', 'inputs', '--output', 'inputs')

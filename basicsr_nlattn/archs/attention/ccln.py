@@ -44,9 +44,9 @@ class ChannelAttention(nn.Module):
 
     def __init__(self, num_feat: int, *, reduction: int = 16) -> None:
         super().__init__()
-        if num_feat // reduction < 1:
-            raise OptionError(f'{type(self).__name__}.reduction must leave >= 1 channel, got num_feat={num_feat}, '
-                              f'reduction={reduction}')
+        if not 1 <= reduction <= num_feat:
+            raise OptionError(f'{type(self).__name__}.reduction must be between 1 and num_feat ({num_feat}), got '
+                              f'{reduction}')
         self.fc1 = nn.Linear(num_feat, num_feat // reduction)
         self.fc2 = nn.Linear(num_feat // reduction, num_feat)
 
@@ -114,6 +114,9 @@ class CCLNBlock(nn.Module):
         if channel_attention not in CHANNEL_ATTENTIONS:
             raise OptionError(f'CCLNBlock.channel_attention must be one of {list(CHANNEL_ATTENTIONS)}, got '
                               f"'{channel_attention}'")
+        if not 1 <= cca_reduction <= num_feat:  # checked here: the CCA block calls it reduction, as NLSA does its own
+            raise OptionError(f'CCLNBlock.cca_reduction must be between 1 and num_feat ({num_feat}), got '
+                              f'{cca_reduction}')
         self.nonlocal_branch = None
         self.local_branch = None
         if branches in ('both', 'nonlocal'):

@@ -67,9 +67,10 @@ class ENLCA(RecordsContrastiveFeatures):
                  redraw_interval: int = 1000,
                  eps: float = 1e-4) -> None:
         super().__init__()
-        if num_feat < 1 or reduction < 1 or num_feat // reduction < 1:
-            raise OptionError(f'ENLCA.num_feat // reduction must be >= 1, got num_feat={num_feat}, '
-                             f'reduction={reduction}')
+        if num_feat < 1:
+            raise OptionError(f'ENLCA.num_feat must be >= 1, got {num_feat}')
+        if not 1 <= reduction <= num_feat:
+            raise OptionError(f'ENLCA.reduction must be between 1 and num_feat ({num_feat}), got {reduction}')
         if not amplification > 0:
             raise OptionError(f'ENLCA.amplification must be > 0, got {amplification}')
         if num_random_features < 1:

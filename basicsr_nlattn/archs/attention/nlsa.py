@@ -176,9 +176,10 @@ class NLSA(nn.Module):
                  max_buckets: int = 128,
                  eval_seed: int = 0) -> None:
         super().__init__()
-        if num_feat < 1 or reduction < 1 or num_feat // reduction < 1:
-            raise OptionError(f'NLSA.num_feat // reduction must be >= 1, got num_feat={num_feat}, '
-                             f'reduction={reduction}')
+        if num_feat < 1:
+            raise OptionError(f'NLSA.num_feat must be >= 1, got {num_feat}')
+        if not 1 <= reduction <= num_feat:
+            raise OptionError(f'NLSA.reduction must be between 1 and num_feat ({num_feat}), got {reduction}')
         if chunk_size < 1:
             raise OptionError(f'NLSA.chunk_size must be >= 1, got {chunk_size}')
         if max_buckets < 2 or max_buckets % 2:

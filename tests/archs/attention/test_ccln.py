@@ -73,7 +73,7 @@ def test_plain_channel_attention_records_nothing():
     }, r"CCLNBlock.channel_attention must be one of \['contrastive', 'plain'\]"),
     ({
         'cca_reduction': 64
-    }, 'ChannelContrastiveAttention.reduction must leave >= 1 channel'),
+    }, r'CCLNBlock.cca_reduction must be between 1 and num_feat \(16\), got 64'),
 ])
 def test_bad_block_options(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -240,7 +240,7 @@ def test_yaml_style_construction_and_parameter_count():
     }, 'ENLCA.num_random_features must be >= 1'),
     ({
         'reduction': 32
-    }, 'ENLCA.num_feat // reduction must be >= 1'),
+    }, r'ENLCA.reduction must be between 1 and num_feat \(16\), got 32'),
     ({
         'redraw_interval': -1
     }, 'ENLCA.redraw_interval must be >= 0'),

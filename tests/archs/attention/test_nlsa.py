@@ -209,7 +209,7 @@ def test_yaml_style_construction_and_parameter_count():
     }, 'NLSA.max_buckets must be an even number >= 2'),
     ({
         'reduction': 32
-    }, 'NLSA.num_feat // reduction must be >= 1'),
+    }, r'NLSA.reduction must be between 1 and num_feat \(16\), got 32'),
 ])
 def test_bad_block_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
