@@ -181,11 +181,12 @@ def run_flops(args: argparse.Namespace) -> int:
     if min(args.input_size) < 1:
         sys.stderr.write('basicsr flops: error: --input_size must be >= 1\n')
         return 2
-    import basicsr_nlattn  # noqa: F401
+    # isort: off
+    import basicsr_nlattn  # noqa: F401  (compat first: basicsr does not import on today's torchvision without it)
     from basicsr.archs import build_network
-
     from basicsr_nlattn.tools import flops
     from basicsr_nlattn.utils import OptionError, load_option_file
+    # isort: on
     if args.opt is None:
         print('Attention cores at 100x100, 64 channels in and out; GFLOPs = 2 x multiply-accumulates (mmengine).')
         print('\nENLCA paper, Table 4 setting (64-dim queries and keys):')

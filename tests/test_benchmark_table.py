@@ -10,7 +10,9 @@ import torch
 from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import img2tensor, tensor2img
-from conftest import REPO_ROOT, check_ok, experiment_log, run_basicsr, subprocess_env, torchrun_command, write_option
+from helpers.logs import experiment_log
+from helpers.options import write_option
+from helpers.runs import REPO_ROOT, check_ok, run_basicsr, subprocess_env, torchrun_command
 from skimage import data as skdata
 
 from basicsr_nlattn.tools.paper_results import PUBLISHED, DatasetResult, comparison_table, paper_row_name

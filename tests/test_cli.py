@@ -6,7 +6,8 @@ import sys
 from os import path as osp
 
 import pytest
-from conftest import REPO_ROOT, check_ok, run_basicsr, subprocess_env, tiny_demo_option, write_option
+from helpers.options import tiny_demo_option, write_option
+from helpers.runs import REPO_ROOT, check_ok, run_basicsr, subprocess_env
 
 
 def test_help_explains_commands_and_flags(tmp_path):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from conftest import subprocess_env
+from helpers.runs import subprocess_env
 from packaging.version import Version
 
 import basicsr_nlattn

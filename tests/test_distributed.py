@@ -11,8 +11,9 @@ from os import path as osp
 
 import pytest
 import torch
-from conftest import (BIN_DIR, REPO_ROOT, check_ok, experiment_log, free_port, subprocess_env, tiny_demo_option,
-                      torchrun_command, validation_psnrs, write_option)
+from helpers.logs import experiment_log, validation_psnrs
+from helpers.options import tiny_demo_option, write_option
+from helpers.runs import BIN_DIR, REPO_ROOT, check_ok, free_port, subprocess_env, torchrun_command
 
 from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.models.contrastive_sr_model import random_feature_seed

@@ -10,7 +10,7 @@ import os
 from os import path as osp
 from typing import Dict, List, Tuple
 
-from conftest import REPO_ROOT
+from helpers.runs import REPO_ROOT
 
 PACKAGE = 'basicsr_nlattn'
 LAYERS = {

@@ -5,7 +5,7 @@ from os import path as osp
 import pytest
 import torch
 from basicsr.archs import build_network
-from conftest import REPO_ROOT
+from helpers.runs import REPO_ROOT
 
 import basicsr_nlattn  # noqa: F401
 from basicsr_nlattn.models.contrastive_sr_model import parse_contrastive_opt

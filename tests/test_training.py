@@ -6,8 +6,9 @@ import sys
 import time
 from os import path as osp
 
-from conftest import (REPO_ROOT, basicsr_command, check_ok, experiment_log, run_basicsr, subprocess_env,
-                      tiny_demo_option, torchrun_command, validation_psnrs, write_option)
+from helpers.logs import experiment_log, validation_psnrs
+from helpers.options import tiny_demo_option, write_option
+from helpers.runs import REPO_ROOT, basicsr_command, check_ok, run_basicsr, subprocess_env, torchrun_command
 
 from basicsr_nlattn.tools.plot import read_curves
 

@@ -7,7 +7,8 @@ from os import path as osp
 
 import cv2
 import numpy as np
-from conftest import REPO_ROOT, check_ok, experiment_log, run_basicsr, subprocess_env
+from helpers.logs import experiment_log
+from helpers.runs import REPO_ROOT, check_ok, run_basicsr, subprocess_env
 from skimage import data as skdata
 
 TINY = ['network_g:num_feat=16', 'network_g:num_block=2', 'network_g:attn_every=1', 'num_gpu=0']

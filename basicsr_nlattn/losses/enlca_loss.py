@@ -14,8 +14,8 @@ from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.losses.loss_util import Amount, check_amount_type, resolve_count
 from basicsr_nlattn.utils.errors import OptionError
 
-# Queries per chunk are chosen so that one chunk's similarity holds at most this many elements (64 MB in float32).
-_SIMILARITY_ELEMENTS_PER_CHUNK = 1 << 24
+# Queries per chunk are chosen so that one chunk's similarity holds at most this many elements (16 MB in float32).
+_SIMILARITY_ELEMENTS_PER_CHUNK = 1 << 22
 
 
 def check_amounts(n1: Amount, n2: Amount, where: str = 'enlca_contrastive_loss') -> None:
@@ -28,6 +28,23 @@ def check_amounts(n1: Amount, n2: Amount, where: str = 'enlca_contrastive_loss')
             raise OptionError(f'{where}.{name} as a count must be >= {low}, got {value}')
     if isinstance(n1, float) and isinstance(n2, float) and n1 + n2 > 1:
         raise OptionError(f'{where}: fractions n1 + n2 must be <= 1, got n1={n1}, n2={n2}')
+
+
+class _ChosenEntries(torch.autograd.Function):
+    """``similarity.gather(-1, index)`` whose backward keeps only ``index``: autograd's gather keeps the whole
+    similarity row block for its backward (and indexing's backward is slow on the CPU), which would hold B x N x N
+    elements over all chunks."""
+
+    @staticmethod
+    def forward(ctx, similarity: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.similarity_shape = similarity.shape
+        return similarity.gather(-1, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        index, = ctx.saved_tensors
+        return grad.new_zeros(ctx.similarity_shape).scatter_add_(-1, index, grad), None
 
 
 def enlca_contrastive_loss(query: Tensor,
@@ -45,8 +62,10 @@ def enlca_contrastive_loss(query: Tensor,
     code); the result is the mean over queries and batch. ``hinge=False`` is the literal Eq. 10, where the margin
     only shifts the value.
 
-    Computed per chunk of queries: the chunk's similarity row block (with autograd), then ``topk``; the same value
-    and gradient as sorting the full N x N similarity, without any tensor of B x N x N elements.
+    Computed per chunk of queries: the chunk's similarity row block (with autograd), the ranks of each row by
+    ``topk`` without autograd, then the 2 n1 chosen entries gathered with autograd; the same value and gradient as
+    sorting the full N x N similarity, without any tensor of B x N x N elements, and the backward keeps only the
+    2 n1 chosen indices per query (not the n1 + n2 ranks of ``topk``).
 
     Args:
         query (Tensor): (B, N, C) unit query embeddings.
@@ -75,10 +94,12 @@ def enlca_contrastive_loss(query: Tensor,
     chunk = max(1, _SIMILARITY_ELEMENTS_PER_CHUNK // (batch * num_positions))
     total = query.new_zeros(())
     for start in range(0, num_positions, chunk):
-        similarity = amplification * torch.einsum('bqc,bkc->bqk', query[:, start:start + chunk], key)
-        ranked = similarity.topk(ranks_needed, dim=-1, sorted=True).values  # (B, q, ranks_needed), descending
-        positives = ranked[..., :num_pos]
-        negatives = ranked[..., negative_start:negative_start + num_pos]
+        similarity = torch.einsum('bqc,bkc->bqk', amplification * query[:, start:start + chunk], key)
+        with torch.no_grad():  # which keys: the ranks alone, without keeping topk's indices for the backward
+            ranks = similarity.topk(ranks_needed, dim=-1, sorted=True).indices  # (B, q, ranks_needed), descending
+        chosen = torch.cat([ranks[..., :num_pos], ranks[..., negative_start:negative_start + num_pos]], dim=-1)
+        values = _ChosenEntries.apply(similarity, chosen)  # (B, q, 2 n1), with autograd
+        positives, negatives = values[..., :num_pos], values[..., num_pos:]
         # log(mean exp(p) / mean exp(n)): the 1/n1 factors cancel
         per_query = -(torch.logsumexp(positives, dim=-1) - torch.logsumexp(negatives, dim=-1)) + margin
         if hinge:

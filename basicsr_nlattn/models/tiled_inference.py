@@ -24,7 +24,7 @@ def parse_tile_options(tile_opt: Optional[Dict[str, Any]]) -> Optional[Dict[str,
         return None
     if not isinstance(tile_opt, dict):
         raise OptionError(f'val.tile must be a mapping like {{size: 64, overlap: 16}} or {{mode: chop}}, got '
-                         f'{tile_opt!r}')
+                          f'{tile_opt!r}')
     mode = tile_opt.get('mode', 'tile')
     if mode not in TILE_KEYS:
         raise OptionError(f"val.tile.mode must be one of {sorted(TILE_KEYS)}, got '{mode}'")

@@ -66,8 +66,8 @@ def enlca_query_maps(block: ENLCA, x: Tensor, index: int) -> List[QueryMap]:
     _, _, h, w = x.shape
     query, key, _ = block.embed(x)  # unit vectors, (1, hw, c')
     scale = math.sqrt(block.amplification)
-    phi_query = softmax_kernel_features(query[:, index:index + 1] * scale, block.random_features, is_query=True,
-                                        eps=block.eps)
+    phi_query = softmax_kernel_features(
+        query[:, index:index + 1] * scale, block.random_features, is_query=True, eps=block.eps)
     phi_key = softmax_kernel_features(key * scale, block.random_features, is_query=False, eps=block.eps)
     kernel = torch.einsum('bqm,bnm->bn', phi_query, phi_key)[0]  # (hw,), the scale of each side cancels below
     cosine = key[0] @ query[0, index]
@@ -76,7 +76,8 @@ def enlca_query_maps(block: ENLCA, x: Tensor, index: int) -> List[QueryMap]:
         QueryMap(f'ENLCA (m = {num_rows}, k = {block.amplification:g})', (kernel / kernel.sum()).view(h, w)),
         QueryMap(f'exact softmax, k = {block.amplification:g}',
                  torch.softmax(block.amplification * cosine, 0).view(h, w)),
-        QueryMap('exact softmax, k = 1 (no amplification)', torch.softmax(cosine, 0).view(h, w)),
+        QueryMap('exact softmax, k = 1 (no amplification)',
+                 torch.softmax(cosine, 0).view(h, w)),
     ]
 
 

@@ -208,6 +208,7 @@ def run_benchmarks(sizes: Sequence[int],
             json.dump(results, file, indent=2)
         print(f'\nWrote {json_path}')
     if plot_path:
-        benchmark_figure(rows, f'{num_feat} channels, forward + backward, batch 1; {machine}').savefig(plot_path, dpi=80)
+        benchmark_figure(rows, f'{num_feat} channels, forward + backward, batch 1; {machine}').savefig(
+            plot_path, dpi=80)
         print(f'\nWrote {plot_path}')
     return results

@@ -11,7 +11,7 @@ import torch._dynamo
 from basicsr.archs import build_network
 from basicsr.models import build_model
 from basicsr.utils.options import parse_options
-from conftest import training_options
+from helpers.models import training_options
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 

@@ -6,7 +6,10 @@ from os import path as osp
 import pytest
 import torch
 from basicsr.archs import build_network
-from conftest import check_ok, experiment_log, inference_model, run_basicsr, tiny_demo_option, write_option
+from helpers.logs import experiment_log
+from helpers.models import inference_model
+from helpers.options import tiny_demo_option, write_option
+from helpers.runs import check_ok, run_basicsr
 from torch import nn
 
 from basicsr_nlattn.archs.attention import ENLCA, NLSA

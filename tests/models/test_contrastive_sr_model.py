@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import gradient_norm, gradients_at_step, training_options
+from helpers.models import gradient_norm, gradients_at_step, training_options
 
 import basicsr_nlattn  # noqa: F401  (registers the model)
 from basicsr_nlattn.archs.attention import ENLCA, orthogonal_gaussian_matrix
@@ -180,7 +180,7 @@ def _ddp_worker(rank, world_size, port, result_dir):
 
 
 def test_two_ddp_ranks_keep_identical_random_features_and_weights(tmp_path):
-    from conftest import free_port
+    from helpers.runs import free_port
     mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     rank0, rank1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True) for r in (0, 1))
     features = [name for name in rank0 if name.endswith('random_features')]

@@ -4,8 +4,10 @@ from os import path as osp
 
 import pytest
 import torch
-from conftest import (check_ok, experiment_log, gradient_norm, gradients_at_step, run_basicsr, tiny_demo_option,
-                      training_options, write_option)
+from helpers.logs import experiment_log
+from helpers.models import gradient_norm, gradients_at_step, training_options
+from helpers.options import tiny_demo_option, write_option
+from helpers.runs import check_ok, run_basicsr
 
 import basicsr_nlattn  # noqa: F401
 from basicsr_nlattn.models import PCLModel

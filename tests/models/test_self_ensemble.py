@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 from basicsr.archs.edsr_arch import EDSR
-from conftest import inference_model
+from helpers.models import inference_model
 
 from basicsr_nlattn.models.self_ensemble import SYMMETRIES, apply_symmetry, invert_symmetry, self_ensemble_forward
 

@@ -3,11 +3,10 @@ forward_chop for a network with global attention; val.tile is validated."""
 import pytest
 import torch
 from basicsr.archs.edsr_arch import EDSR
-from conftest import inference_model
+from helpers.models import inference_model
 from helpers.official_reference import official_forward_chop
 
 from basicsr_nlattn.archs.enlcn_arch import ENLCN
-
 from basicsr_nlattn.models.tiled_inference import chop_forward, parse_tile_options, tiled_forward
 
 

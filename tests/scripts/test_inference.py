@@ -9,7 +9,8 @@ import pytest
 import torch
 from basicsr.archs import build_network
 from basicsr.utils import img2tensor, tensor2img
-from conftest import REPO_ROOT, check_ok, subprocess_env, write_option
+from helpers.options import write_option
+from helpers.runs import REPO_ROOT, check_ok, subprocess_env
 from skimage import data as skdata
 
 SCRIPT = osp.join(REPO_ROOT, 'scripts', 'inference.py')

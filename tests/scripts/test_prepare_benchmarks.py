@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 # basicsr imports after basicsr_nlattn: conftest imports the plugin (and its compat) before any test module
 from basicsr.utils.matlab_functions import imresize
-from conftest import REPO_ROOT, check_ok, subprocess_env
+from helpers.runs import REPO_ROOT, check_ok, subprocess_env
 from skimage import data as skdata
 
 SCRIPT = osp.join(REPO_ROOT, 'scripts', 'prepare_benchmarks.py')

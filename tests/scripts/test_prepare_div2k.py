@@ -10,7 +10,7 @@ import cv2
 import lmdb
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, check_ok, subprocess_env
+from helpers.runs import REPO_ROOT, check_ok, subprocess_env
 from skimage import data as skdata
 
 SCRIPT = osp.join(REPO_ROOT, 'scripts', 'prepare_div2k.py')

@@ -80,9 +80,14 @@ def workdir(tmp_path):
     photo = cv2.resize(skimage_data.astronaut(), (40, 32), interpolation=cv2.INTER_AREA)  # a real photograph
     cv2.imwrite(str(tmp_path / 'astronaut.png'), photo[:, :, ::-1])
     network = {'type': 'ENLCN', 'num_feat': 8, 'num_block': 2, 'upscale': 2, 'attn_every': 1, 'reduction': 2}
-    for name, network_g in (('enlcn', network), ('edsr', {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3,
-                                                            'num_feat': 8, 'num_block': 1, 'upscale': 2}),
-                            ('gray', dict(network, num_in_ch=1, num_out_ch=1, rgb_mean=[0.5]))):
+    for name, network_g in (('enlcn', network), ('edsr', {
+            'type': 'EDSR',
+            'num_in_ch': 3,
+            'num_out_ch': 3,
+            'num_feat': 8,
+            'num_block': 1,
+            'upscale': 2
+    }), ('gray', dict(network, num_in_ch=1, num_out_ch=1, rgb_mean=[0.5]))):
         with open(tmp_path / f'{name}.yml', 'w', encoding='utf-8') as file:
             yaml.safe_dump({'name': name, 'scale': 2, 'network_g': network_g}, file)
     return tmp_path
@@ -90,8 +95,12 @@ def workdir(tmp_path):
 
 def test_cli_writes_the_figure(workdir, capsys):
     output = workdir / 'maps' / 'enlcn.png'
-    code = cli.main(['attention', '-opt', str(workdir / 'enlcn.yml'), '--input', str(workdir / 'astronaut.png'),
-                     '--point', '10', '20', '--point', '30', '5', '--output', str(output)])
+    code = cli.main([
+        'attention', '-opt',
+        str(workdir / 'enlcn.yml'), '--input',
+        str(workdir / 'astronaut.png'), '--point', '10', '20', '--point', '30', '5', '--output',
+        str(output)
+    ])
     assert code == 0 and 'Wrote' in capsys.readouterr().out
     image = cv2.imread(str(output))
     assert image is not None and image.shape[0] > 300 and image.std() > 10
@@ -107,8 +116,12 @@ def test_cli_writes_the_figure(workdir, capsys):
 def test_bad_input_is_one_line_and_exit_2(workdir, capsys, option, point, image, message):
     import re
     output = workdir / 'out.png'
-    code = cli.main(['attention', '-opt', str(workdir / f'{option}.yml'), '--input', str(workdir / image),
-                     '--point', *point, '--output', str(output)])
+    code = cli.main([
+        'attention', '-opt',
+        str(workdir / f'{option}.yml'), '--input',
+        str(workdir / image), '--point', *point, '--output',
+        str(output)
+    ])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and 'Traceback' not in err
     assert re.search('basicsr attention: error: ' + message, err), err
@@ -128,20 +141,28 @@ def test_force_yml_points_the_command_at_trained_weights(workdir, capsys):
     torch.manual_seed(5)
     trained = ENLCN(num_feat=8, num_block=2, upscale=2, attn_every=1, reduction=2)
     torch.save({'params': trained.state_dict()}, workdir / 'trained.pth')
-    opt = apply_force_yml(load_option_file(str(workdir / 'enlcn.yml')),
-                          [f'path:pretrain_network_g={workdir / "trained.pth"}', 'network_g:amplification=3'])
+    opt = apply_force_yml(
+        load_option_file(str(workdir / 'enlcn.yml')),
+        [f'path:pretrain_network_g={workdir / "trained.pth"}', 'network_g:amplification=3'])
     assert opt['path'] == {'pretrain_network_g': str(workdir / 'trained.pth')}
     assert opt['network_g']['amplification'] == 3
     net = _load_network(opt)
     for name, tensor in trained.state_dict().items():
         torch.testing.assert_close(net.state_dict()[name], tensor, rtol=0, atol=0)
     assert net.body[0].amplification == 3.0
-    code = cli.main(['attention', '-opt', str(workdir / 'enlcn.yml'), '--input', str(workdir / 'astronaut.png'),
-                     '--point', '1', '1', '--output', str(workdir / 'o.png'), '--force_yml', 'path:pretrain'])
+    code = cli.main([
+        'attention', '-opt',
+        str(workdir / 'enlcn.yml'), '--input',
+        str(workdir / 'astronaut.png'), '--point', '1', '1', '--output',
+        str(workdir / 'o.png'), '--force_yml', 'path:pretrain'
+    ])
     err = capsys.readouterr().err
     assert code == 2 and err.strip() == ("basicsr attention: error: --force_yml: 'path:pretrain' is not KEY=VALUE "
                                          "(nested keys joined by ':')")
-    code = cli.main(['attention', '-opt', str(workdir / 'enlcn.yml'), '--input', str(workdir / 'astronaut.png'),
-                     '--point', '1', '1', '--output', str(workdir / 'o.png'), '--force_yml',
-                     'path:pretrain_network_g=missing.pth'])
+    code = cli.main([
+        'attention', '-opt',
+        str(workdir / 'enlcn.yml'), '--input',
+        str(workdir / 'astronaut.png'), '--point', '1', '1', '--output',
+        str(workdir / 'o.png'), '--force_yml', 'path:pretrain_network_g=missing.pth'
+    ])
     assert code == 2 and "path.pretrain_network_g: 'missing.pth' does not exist" in capsys.readouterr().err

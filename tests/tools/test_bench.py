@@ -10,8 +10,12 @@ METHODS = ['exact', 'ENLCA-m16', 'NLSA-r1', 'NLSA-r2', 'NLSA-r4', 'NLSA-r8']
 
 def test_bench_writes_json_and_plot_from_the_same_rows(tmp_path, capsys):
     json_path, plot_path = tmp_path / 'bench.json', tmp_path / 'bench.png'
-    code = cli.main(['bench', '--sizes', '6', '10', '--num_feat', '8', '--num_random_features', '16', '--repeats',
-                     '1', '--skip_loss', '--json', str(json_path), '--plot', str(plot_path)])
+    code = cli.main([
+        'bench', '--sizes', '6', '10', '--num_feat', '8', '--num_random_features', '16', '--repeats', '1',
+        '--skip_loss', '--json',
+        str(json_path), '--plot',
+        str(plot_path)
+    ])
     assert code == 0
     out = capsys.readouterr().out
     assert '| 10x10 | ENLCA-m16 |' in out and f'Wrote {plot_path}' in out

@@ -8,8 +8,9 @@ from os import path as osp
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import check_ok, inference_model, run_basicsr
+from helpers.models import inference_model
 from helpers.official_reference import official_enlca, official_nlsa
+from helpers.runs import check_ok, run_basicsr
 
 import basicsr_nlattn  # noqa: F401
 from basicsr_nlattn import cli
@@ -52,7 +53,8 @@ def official_forward(state, x, res_scale=0.1):
             res = official_enlca(res, conv(f'{prefix}conv_match1.0'), conv(f'{prefix}conv_match2.0'),
                                  conv(f'{prefix}conv_assembly.0'), state[f'{prefix}attn_fn.projection_matrix'])
         elif f'{prefix}conv_match.0.weight' in state:
-            res = official_nlsa(res, conv(f'{prefix}conv_match.0'), conv(f'{prefix}conv_assembly.0'), res_scale=res_scale)
+            res = official_nlsa(
+                res, conv(f'{prefix}conv_match.0'), conv(f'{prefix}conv_assembly.0'), res_scale=res_scale)
         else:
             inner = F.relu(F.conv2d(res, state[f'{prefix}body.0.weight'], state[f'{prefix}body.0.bias'], padding=1))
             res = res + res_scale * F.conv2d(

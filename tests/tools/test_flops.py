@@ -1,6 +1,6 @@
 """Attention-core complexity counted by mmengine against closed forms and against the papers' tables."""
 import pytest
-from conftest import REPO_ROOT, check_ok, run_basicsr
+from helpers.runs import REPO_ROOT, check_ok, run_basicsr
 
 from basicsr_nlattn import cli
 from basicsr_nlattn.tools.flops import ENLCA_TABLE_4, attention_core_gflops

@@ -17,7 +17,8 @@ from typing import Any, Dict
 import pytest
 import torch
 from basicsr.utils.logger import initialized_logger
-from conftest import REPO_ROOT, subprocess_env, tiny_demo_option, write_option
+from helpers.options import tiny_demo_option, write_option
+from helpers.runs import REPO_ROOT, subprocess_env
 
 from basicsr_nlattn.cli import main
 from basicsr_nlattn.tools import option_check
@@ -138,8 +139,9 @@ SWEEP = [
          "network_g: ENLCN.__init__() got an unexpected keyword argument 'n_hashes'"),
     case('ENLCN', {'network_g.type': 'ENLCNN'}, "network_g.type: unknown arch type 'ENLCNN'. Did you mean 'ENLCN'"),
     case('ENLCN', {'network_g.amplification': 'abc'}, 'network_g: a value of the wrong type ('),
-    case('ENLCN', {'num_gpu': 2}, 'num_gpu: 2 without a launcher (DataParallel) is not supported; run one process '
-         'per GPU: torchrun --nproc_per_node=2 -m basicsr_nlattn.train'),
+    case(
+        'ENLCN', {'num_gpu': 2}, 'num_gpu: 2 without a launcher (DataParallel) is not supported; run one process '
+        'per GPU: torchrun --nproc_per_node=2 -m basicsr_nlattn.train'),
     case('ENLCN', {'network_g': DELETE}, 'network_g: must be a mapping with the network type'),
     # NLSN, CCLNN
     case('NLSN', {'network_g.chunk_size': 0}, 'network_g.chunk_size: must be >= 1, got 0'),

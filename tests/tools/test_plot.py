@@ -26,11 +26,19 @@ def experiment(tmp_path):
     folder.mkdir(parents=True)
     with open(folder / 'run.yml', 'w', encoding='utf-8') as file:
         yaml.safe_dump({'val': {'val_freq': 200}}, file)
-    first = [_train_line(100, 1e-4, l_pix=0.5), _train_line(200, 1e-4, l_pix=0.4, l_contrast=0.01),
-             _validation('Set5', 30.0, 0.80), _validation('Set14', 27.0, 0.70),
-             _train_line(300, 1e-4, l_pix=0.9, l_contrast=0.02)]
-    second = [_train_line(300, 5e-5, l_pix=0.3, l_contrast=0.005), _train_line(400, 5e-5, l_pix=0.2, l_contrast=0.004),
-              _validation('Set5', 31.0, 0.82), _validation('Set14', 27.5, 0.71)]
+    first = [
+        _train_line(100, 1e-4, l_pix=0.5),
+        _train_line(200, 1e-4, l_pix=0.4, l_contrast=0.01),
+        _validation('Set5', 30.0, 0.80),
+        _validation('Set14', 27.0, 0.70),
+        _train_line(300, 1e-4, l_pix=0.9, l_contrast=0.02)
+    ]
+    second = [
+        _train_line(300, 5e-5, l_pix=0.3, l_contrast=0.005),
+        _train_line(400, 5e-5, l_pix=0.2, l_contrast=0.004),
+        _validation('Set5', 31.0, 0.82),
+        _validation('Set14', 27.5, 0.71)
+    ]
     (folder / 'train_run_20261202_100000.log').write_text(''.join(first), encoding='utf-8')
     (folder / 'train_run_20261202_110000.log').write_text(''.join(second), encoding='utf-8')
     return folder
@@ -73,6 +81,8 @@ def test_cli_writes_the_figure_and_names_a_folder_without_logs(experiment, tmp_p
     empty.mkdir()
     assert cli.main(['plot', str(empty), '--output', str(tmp_path / 'x.png')]) == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines() == [f"basicsr plot: error: EXPERIMENT_DIR: '{empty}' holds no train_*.log "
-                                        "(BasicSR's train log)"]
+    assert err.strip().splitlines() == [
+        f"basicsr plot: error: EXPERIMENT_DIR: '{empty}' holds no train_*.log "
+        "(BasicSR's train log)"
+    ]
     assert not (tmp_path / 'x.png').exists()

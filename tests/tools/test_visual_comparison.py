@@ -17,6 +17,6 @@ def test_four_panels_per_image_with_psnr_titles_and_the_same_crop():
     assert (top, left, bottom, right) == (12, 22, 28, 38)
     np.testing.assert_array_equal(panels[3].get_images()[0].get_array(), hr[12:28, 22:38])
     # LR shown nearest-upsampled: each LR pixel covers 2 x 2 HR pixels of the crop
-    np.testing.assert_array_equal(panels[0].get_images()[0].get_array(), np.repeat(np.repeat(lr, 2, 0), 2, 1)[12:28,
-                                                                                                              22:38])
+    np.testing.assert_array_equal(panels[0].get_images()[0].get_array(),
+                                  np.repeat(np.repeat(lr, 2, 0), 2, 1)[12:28, 22:38])
     assert centre_crop_box(10, 8, 96) == (0, 0, 10, 8)

@@ -88,12 +88,12 @@ def test_matches_brute_force_over_explicit_buckets(size, chunk_size, n_hashes):
 
 
 def _official(block, x, rotations=None):
-    return official_nlsa(x, (block.match_conv.weight, block.match_conv.bias),
-                         (block.value_conv.weight, block.value_conv.bias),
-                         n_hashes=block.n_hashes,
-                         chunk_size=block.chunk_size,
-                         res_scale=block.res_scale,
-                         rotations=rotations)
+    return official_nlsa(
+        x, (block.match_conv.weight, block.match_conv.bias), (block.value_conv.weight, block.value_conv.bias),
+        n_hashes=block.n_hashes,
+        chunk_size=block.chunk_size,
+        res_scale=block.res_scale,
+        rotations=rotations)
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])

@@ -1,0 +1,46 @@
+"""Running the real ``basicsr`` command and ``torchrun`` from the tests, and checking that they succeeded."""
+import os
+import socket
+import subprocess
+import sys
+from os import path as osp
+from typing import Dict, List, Optional
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+BIN_DIR = osp.dirname(sys.executable)
+
+
+def subprocess_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1', CUDA_VISIBLE_DEVICES='')
+    return env
+
+
+def basicsr_command() -> List[str]:
+    """The installed console script (``pip install -e .`` puts it beside the interpreter)."""
+    script = osp.join(BIN_DIR, 'basicsr')
+    assert osp.isfile(script), f'the basicsr console script is not installed next to {sys.executable}'
+    return [script]
+
+
+def run_basicsr(args: List[str], cwd: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        basicsr_command() + args, cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_command(nproc: int, module: str, args: List[str]) -> List[str]:
+    return [
+        osp.join(BIN_DIR, 'torchrun'), f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1',
+        f'--master_port={free_port()}', '-m', module
+    ] + args
+
+
+def check_ok(result: subprocess.CompletedProcess, what: Optional[str] = None) -> None:
+    assert result.returncode == 0, f'{what or result.args} failed ({result.returncode}):\n{result.stdout[-4000:]}' \
+        f'\n{result.stderr[-4000:]}'
