@@ -9,29 +9,40 @@ import pytest
 from helpers.options import tiny_demo_option, write_option
 from helpers.runs import REPO_ROOT, check_ok, run_basicsr, subprocess_env
 
+from basicsr_nlattn import cli
 
-def test_help_explains_commands_and_flags(tmp_path):
-    top = run_basicsr(['--help'], cwd=str(tmp_path))
-    check_ok(top)
-    assert 'train' in top.stdout and 'test' in top.stdout and 'torchrun' in top.stdout
-    train = run_basicsr(['train', '--help'], cwd=str(tmp_path))
-    check_ok(train)
+
+def _help(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_explains_commands_and_flags(capsys):
+    top = _help(['--help'], capsys)
+    assert 'train' in top and 'test' in top and 'torchrun' in top
+    for command in ('attention', 'plot', 'bench', 'convert', 'flops'):
+        assert command in top
+    train = _help(['train', '--help'], capsys)
     for flag in ('-opt', '--launcher', '--auto_resume', '--debug', '--force_yml', 'none,pytorch,slurm'):
-        assert flag in train.stdout
-    test = run_basicsr(['test', '--help'], cwd=str(tmp_path))
-    check_ok(test)
-    assert '--auto_resume' not in test.stdout
+        assert flag in train
+    assert '--auto_resume' not in _help(['test', '--help'], capsys)
 
 
-def test_module_entry_points_take_the_same_flags(tmp_path):
-    for module in ('basicsr_nlattn.train', 'basicsr_nlattn.test'):
-        result = subprocess.run([sys.executable, '-m', module, '--help'],
-                                cwd=str(tmp_path),
-                                env=subprocess_env(),
-                                capture_output=True,
-                                text=True)
-        check_ok(result)
-        assert '-opt FILE' in result.stdout and '--launcher' in result.stdout
+def test_module_entry_points_take_the_same_flags(tmp_path, capsys, monkeypatch):
+    result = subprocess.run([sys.executable, '-m', 'basicsr_nlattn.test', '--help'],
+                            cwd=str(tmp_path),
+                            env=subprocess_env(),
+                            capture_output=True,
+                            text=True)
+    check_ok(result)  # a real python -m process
+    assert '-opt FILE' in result.stdout and '--launcher' in result.stdout
+    monkeypatch.setattr(sys, 'argv', ['python -m basicsr_nlattn.train', '--help'])
+    with pytest.raises(SystemExit):
+        cli.module_main('train')
+    out = capsys.readouterr().out
+    assert '-opt FILE' in out and '--launcher' in out and '--auto_resume' in out
 
 
 def test_missing_option_file(tmp_path):

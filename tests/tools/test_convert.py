@@ -125,17 +125,19 @@ def test_wrong_scale_and_wrong_arch_are_named():
         convert_state_dict(shifted, 'ENLCN', 2)
 
 
-def test_cli_convert(tmp_path):
+def test_cli_convert(tmp_path, capsys, monkeypatch):
     torch.save(synthetic_official('ENLCN_x4'), tmp_path / 'model_x4.pt')
-    result = run_basicsr(['convert', '--arch', 'ENLCN', '--scale', '2', 'model_x4.pt', 'out.pth'], cwd=str(tmp_path))
-    assert result.returncode == 2 and 'basicsr convert: error: ' in result.stderr and 'tail.0.' in result.stderr
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(['convert', '--arch', 'ENLCN', '--scale', '2', 'model_x4.pt', 'out.pth']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('basicsr convert: error: ') and 'tail.0.' in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / 'out.pth').exists()
+    assert cli.main(['convert', '--arch', 'ENLCN', '--scale', '4', 'missing.pt', 'x.pth']) == 2
+    assert "input checkpoint 'missing.pt' does not exist" in capsys.readouterr().err
     result = run_basicsr(['convert', '--arch', 'ENLCN', '--scale', '4', 'model_x4.pt', 'out.pth'], cwd=str(tmp_path))
-    check_ok(result)
+    check_ok(result)  # the real console script
     assert 'pretrain_network_g: out.pth' in result.stdout
     assert set(torch.load(tmp_path / 'out.pth', weights_only=True)) == {'params'}
-    result = run_basicsr(['convert', '--arch', 'ENLCN', '--scale', '4', 'missing.pt', 'x.pth'], cwd=str(tmp_path))
-    assert result.returncode == 2 and "input checkpoint 'missing.pt' does not exist" in result.stderr
 
 
 def test_cli_arch_choices_match_the_converter():
