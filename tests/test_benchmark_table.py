@@ -15,6 +15,7 @@ from helpers.options import write_option
 from helpers.runs import REPO_ROOT, check_ok, run_basicsr, subprocess_env, torchrun_command
 from skimage import data as skdata
 
+from basicsr_nlattn import cli
 from basicsr_nlattn.tools.paper_results import PUBLISHED, DatasetResult, comparison_table, paper_row_name
 from basicsr_nlattn.utils import OptionError
 
@@ -184,7 +185,7 @@ def test_basicsr_test_writes_the_table_of_every_set(benchmark_workdir, single_pr
     assert rows['Set5'][0] == 2 and rows['BSD100'][0] == 1
 
 
-def test_bad_inference_options_are_named_before_testing(benchmark_workdir, tmp_path):
+def test_bad_inference_options_are_named_before_testing(benchmark_workdir, tmp_path, capsys, monkeypatch):
     opt = {
         'name': 'bad',
         'model_type': 'ContrastiveSRModel',
@@ -197,11 +198,12 @@ def test_bad_inference_options_are_named_before_testing(benchmark_workdir, tmp_p
             'self_ensemble': 'yes'
         }
     }
-    result = run_basicsr(['test', '-opt', write_option(opt, str(tmp_path))], cwd=str(tmp_path))
-    assert result.returncode == 2 and "val.self_ensemble must be true or false, got 'yes'" in result.stderr
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(['test', '-opt', write_option(opt, str(tmp_path))]) == 2
+    assert "val.self_ensemble must be true or false, got 'yes'" in capsys.readouterr().err
     opt['val'] = {'tile': {'mode': 'quadrants'}}
-    result = run_basicsr(['test', '-opt', write_option(opt, str(tmp_path))], cwd=str(tmp_path))
-    assert result.returncode == 2 and "val.tile.mode must be one of ['chop', 'tile'], got 'quadrants'" in result.stderr
+    assert cli.main(['test', '-opt', write_option(opt, str(tmp_path))]) == 2
+    assert "val.tile.mode must be one of ['chop', 'tile'], got 'quadrants'" in capsys.readouterr().err
     assert not osp.exists(tmp_path / 'results')
 
 
