@@ -15,7 +15,8 @@ COMMANDS = {
     'test': 'test a trained network on the datasets of an option file (BasicSR\'s test pipeline), ending with a '
     'markdown table beside the paper\'s numbers',
     'convert': 'convert an official checkpoint to this package\'s layout ({"params": state_dict})',
-    'bench': 'time and memory of ENLCA against exact attention, and of the contrastive loss against a full sort',
+    'bench': 'time and memory of ENLCA against exact attention and the official formula, and of the contrastive loss '
+    'against a full sort',
     'flops': 'GFLOPs of the attention cores beside the papers\' tables, or of an option file\'s network per module',
     'attention': 'draw where chosen query pixels attend in every ENLCA and NLSA block of an option file\'s network',
     'plot': 'draw the training curves of an experiment folder (losses, learning rate, validation metrics)',
@@ -86,14 +87,21 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default='cpu', help='cpu or cuda. Default: cpu')
     parser.add_argument('--repeats', type=int, default=3, help='timed passes per row (median). Default: 3')
     parser.add_argument('--skip_loss', action='store_true', help='skip the contrastive-loss comparison')
+    parser.add_argument(
+        '--eval_sizes',
+        type=int,
+        nargs='+',
+        default=[100, 200],
+        help='input sizes of the ENLCA eval table (256 channels, ours against the official formula). Default: 100 200')
+    parser.add_argument('--skip_eval', action='store_true', help='skip the ENLCA eval table')
     parser.add_argument('--json', metavar='FILE', help='also write the rows as JSON')
     parser.add_argument('--plot', metavar='OUT.png', help='also draw time and memory against the input size')
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """``basicsr bench``: print the tables (and write JSON); measurements are side by side in this process."""
-    if any(size < 1 for size in args.sizes) or args.repeats < 1:
-        sys.stderr.write('basicsr bench: error: --sizes and --repeats must be >= 1\n')
+    if any(size < 1 for size in args.sizes + args.eval_sizes) or args.repeats < 1:
+        sys.stderr.write('basicsr bench: error: --sizes, --eval_sizes and --repeats must be >= 1\n')
         return 2
     import basicsr_nlattn  # noqa: F401
     from basicsr_nlattn.tools.bench import run_benchmarks
@@ -104,14 +112,19 @@ def run_bench(args: argparse.Namespace) -> int:
         args.device,
         args.repeats,
         with_loss=not args.skip_loss,
+        eval_sizes=[] if args.skip_eval else args.eval_sizes,
         json_path=args.json,
         plot_path=args.plot)
     return 0
 
 
 def _add_attention_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('-opt', required=True, metavar='FILE', help='option file whose network_g is drawn (with '
-                        'path.pretrain_network_g if set, random weights otherwise)')
+    parser.add_argument(
+        '-opt',
+        required=True,
+        metavar='FILE',
+        help='option file whose network_g is drawn (with '
+        'path.pretrain_network_g if set, random weights otherwise)')
     parser.add_argument('--input', required=True, metavar='IMAGE', help='the (LR) image the network is run on')
     parser.add_argument(
         '--point',
@@ -136,8 +149,7 @@ def run_attention(args: argparse.Namespace) -> int:
     from basicsr_nlattn.tools.attention_maps import draw_attention
     from basicsr_nlattn.utils import OptionError
     try:
-        rows = draw_attention(args.opt, args.input, [tuple(point) for point in args.point], args.output,
-                              args.force_yml)
+        rows = draw_attention(args.opt, args.input, [tuple(point) for point in args.point], args.output, args.force_yml)
     except OptionError as error:
         sys.stderr.write(f'basicsr attention: error: {error}\n')
         return 2

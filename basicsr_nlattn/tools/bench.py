@@ -1,7 +1,8 @@
 """Side-by-side measurements of the attention blocks and the contrastive loss (a script, never a test).
 
 Every row is measured in the same process, one after the other, so ratios are meaningful on the machine that ran
-them. Time: median of ``repeats`` forward+backward passes after one warm-up pass. Memory: the peak, during one
+them. Time: median of ``repeats`` forward+backward passes after one warm-up pass (the ENLCA eval table: forwards
+without autograd, ours and the official formula interleaved, pass after pass). Memory: the peak, during one
 forward+backward pass, of what the pass allocated and had not yet freed: on CUDA from the allocator's statistics,
 on the CPU from the profiler's allocation trace (``torch.profiler`` with ``profile_memory``).
 """
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from basicsr_nlattn.archs.attention.enlca import ENLCA
+from basicsr_nlattn.archs.attention.enlca import ENLCA, NORMALIZE_EPS
 from basicsr_nlattn.archs.attention.nlsa import NLSA
 from basicsr_nlattn.losses.enlca_loss import enlca_contrastive_loss
 from basicsr_nlattn.losses.loss_util import resolve_count
@@ -115,6 +116,80 @@ def bench_attention(sizes: Sequence[int],
     return rows
 
 
+def official_formula_enlca(block: ENLCA, x: Tensor) -> Tensor:
+    """The baseline of ``bench_enlca_eval``: ENLCA's forward written plainly from the official formula, with
+    ``block``'s weights and F. Three 1x1 convolutions (theta, delta, psi), F.normalize (eps 5e-5) times sqrt(k),
+    the literal features m^-1/2 (exp(F x - |x|^2 / 2) + eps) by einsum, keys times values first, then the queries
+    and D^-1 (Eq. 3-6)."""
+    b, c, h, w = x.shape
+    scale = math.sqrt(block.amplification)
+
+    def positions(embedded: Tensor) -> Tensor:  # (b, d, h, w) -> (b, hw, d)
+        return embedded.permute(0, 2, 3, 1).reshape(b, h * w, -1)
+
+    def features(embedded: Tensor) -> Tensor:  # (b, hw, c') -> (b, hw, m)
+        exponent = torch.einsum('bnc,mc->bnm', embedded, block.random_features) - embedded.pow(2).sum(-1, True) / 2
+        return (torch.exp(exponent) + block.eps) / math.sqrt(block.random_features.shape[0])
+
+    query = positions(F.normalize(block.query_conv(x), dim=1, eps=NORMALIZE_EPS) * scale)
+    key = positions(F.normalize(block.key_conv(x), dim=1, eps=NORMALIZE_EPS) * scale)
+    value = positions(block.value_conv(x))
+    query_features, key_features = features(query), features(key)
+    context = torch.einsum('bnm,bnc->bmc', key_features, value)  # (b, m, c)
+    normaliser = torch.einsum('bnm,bm->bn', query_features, key_features.sum(dim=1))
+    attended = torch.einsum('bnm,bmc->bnc', query_features, context) / normaliser.unsqueeze(-1)  # (b, hw, c)
+    return x + block.res_scale * attended.permute(0, 2, 1).reshape(b, c, h, w)
+
+
+def interleaved_medians(runs: Dict[str, Callable[[], Any]], device: torch.device, repeats: int) -> Dict[str, float]:
+    """Median seconds of each run, after one warm-up pass each, timed in turn within every repeat (so that a load
+    change on the machine hits all runs alike)."""
+    for run in runs.values():
+        run()
+    timings: Dict[str, List[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            if device.type == 'cuda':
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            run()
+            if device.type == 'cuda':
+                torch.cuda.synchronize(device)
+            timings[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in timings.items()}
+
+
+@torch.no_grad()
+def bench_enlca_eval(sizes: Sequence[int],
+                     num_feat: int = 256,
+                     device: str = 'cpu',
+                     repeats: int = 3) -> List[Dict[str, Any]]:
+    """ENLCA in eval (no autograd) against :func:`official_formula_enlca`, the official block (reduction 4, m = 128,
+    amplification 6), batch 1, at size x size inputs; each row also gives the largest difference of the outputs
+    relative to the largest attention term |Y - X|."""
+    torch.manual_seed(0)
+    target = torch.device(device)
+    block = ENLCA(num_feat).to(target).eval()
+    rows = []
+    for size in sizes:
+        x = torch.randn(1, num_feat, size, size, device=target)
+        ours, official = block(x), official_formula_enlca(block, x)
+        difference = ((ours - official).abs().max() / (official - x).abs().max()).item()
+        medians = interleaved_medians({
+            'ours': lambda: block(x),
+            'official': lambda: official_formula_enlca(block, x)
+        }, target, repeats)
+        rows.append({
+            'size': size,
+            'channels': num_feat,
+            'ours_seconds': medians['ours'],
+            'official_seconds': medians['official'],
+            'speedup': medians['official'] / medians['ours'],
+            'relative_difference': difference
+        })
+    return rows
+
+
 def full_sort_contrastive_loss(query: Tensor,
                                key: Tensor,
                                num_pos: int,
@@ -167,6 +242,17 @@ def format_attention_table(rows: List[Dict[str, Any]]) -> str:
     return '\n'.join(lines)
 
 
+def format_eval_table(rows: List[Dict[str, Any]]) -> str:
+    lines = [
+        '| input | channels | ours ms | official formula ms | official / ours | max difference / max attention term |',
+        '| --- | --- | --- | --- | --- | --- |'
+    ]
+    for row in rows:
+        lines.append(f"| {row['size']}x{row['size']} | {row['channels']} | {1e3 * row['ours_seconds']:.1f} | "
+                     f"{1e3 * row['official_seconds']:.1f} | {row['speedup']:.2f} | {row['relative_difference']:.1e} |")
+    return '\n'.join(lines)
+
+
 def format_loss_table(row: Dict[str, float]) -> str:
     return '\n'.join([
         '| contrastive loss (batch, size, channels) | chunked top-k ms | full sort ms | chunked MB | full sort MB | '
@@ -183,10 +269,12 @@ def run_benchmarks(sizes: Sequence[int],
                    device: str,
                    repeats: int,
                    with_loss: bool = True,
+                   eval_sizes: Sequence[int] = (100, 200),
                    json_path: Optional[str] = None,
                    plot_path: Optional[str] = None) -> Dict[str, Any]:
-    """Run both comparisons, print them as markdown tables (with the machine), optionally write JSON and draw the
-    attention rows (time and memory against the input size, ``bench_plot``)."""
+    """Run the comparisons, print them as markdown tables (with the machine), optionally write JSON and draw the
+    attention rows (time and memory against the input size, ``bench_plot``). ``eval_sizes`` empty skips the ENLCA
+    eval table."""
     on_cuda = device.startswith('cuda')
     machine = (
         torch.cuda.get_device_name(device)
@@ -199,6 +287,11 @@ def run_benchmarks(sizes: Sequence[int],
           'queries and keys, forward + backward, batch 1:')
     print(format_attention_table(rows))
     results: Dict[str, Any] = {'machine': machine, 'torch': torch.__version__, 'attention': rows}
+    if eval_sizes:
+        results['enlca_eval'] = bench_enlca_eval(eval_sizes, device=device, repeats=repeats)
+        print('\nENLCA eval against the official formula (reduction 4, m = 128, amplification 6), forward without '
+              'autograd, batch 1, timed interleaved:')
+        print(format_eval_table(results['enlca_eval']))
     if with_loss:
         results['contrastive_loss'] = bench_contrastive_loss(device=device)
         print('\nENLCA contrastive loss, n1 = 2 %, n2 = 8 %, forward + backward:')

@@ -1,5 +1,5 @@
-"""basicsr bench on tiny sizes: the rows of every method and size, JSON, and the plot drawn from the same rows
-(times are measured, never asserted)."""
+"""basicsr bench on tiny sizes: the rows of every method and size, JSON, and the plot drawn from the same rows;
+the ENLCA eval table's rows and their agreement with the official formula (times are measured, never asserted)."""
 import json
 
 from basicsr_nlattn import cli
@@ -12,14 +12,16 @@ def test_bench_writes_json_and_plot_from_the_same_rows(tmp_path, capsys):
     json_path, plot_path = tmp_path / 'bench.json', tmp_path / 'bench.png'
     code = cli.main([
         'bench', '--sizes', '6', '10', '--num_feat', '8', '--num_random_features', '16', '--repeats', '1',
-        '--skip_loss', '--json',
+        '--skip_loss', '--skip_eval', '--json',
         str(json_path), '--plot',
         str(plot_path)
     ])
     assert code == 0
     out = capsys.readouterr().out
     assert '| 10x10 | ENLCA-m16 |' in out and f'Wrote {plot_path}' in out
-    rows = json.load(open(json_path))['attention']
+    results = json.load(open(json_path))
+    assert 'enlca_eval' not in results and 'official formula' not in out
+    rows = results['attention']
     assert [(row['size'], row['method']) for row in rows] == [(size, method) for size in (6, 10) for method in METHODS]
     assert all(row['seconds'] > 0 and row['memory_mb'] > 0 for row in rows)
     assert plot_path.stat().st_size > 10000
@@ -29,3 +31,26 @@ def test_bench_writes_json_and_plot_from_the_same_rows(tmp_path, capsys):
         assert [line.get_label() for line in ax.get_lines()] == METHODS
         assert all(len(line.get_xdata()) == 2 for line in ax.get_lines())
         assert ax.get_xscale() == ax.get_yscale() == 'log'
+
+
+def test_bench_eval_table_at_tiny_sizes_agrees_with_the_official_formula(tmp_path, capsys):
+    json_path = tmp_path / 'bench.json'
+    code = cli.main([
+        'bench', '--sizes', '4', '--num_feat', '8', '--num_random_features', '8', '--repeats', '1', '--skip_loss',
+        '--eval_sizes', '6', '9', '--json',
+        str(json_path)
+    ])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert 'ENLCA eval against the official formula' in out and '| 9x9 | 256 |' in out
+    rows = json.load(open(json_path))['enlca_eval']
+    assert [(row['size'], row['channels']) for row in rows] == [(6, 256), (9, 256)]
+    for row in rows:
+        assert row['ours_seconds'] > 0 and row['official_seconds'] > 0
+        assert abs(row['speedup'] - row['official_seconds'] / row['ours_seconds']) < 1e-12
+        assert row['relative_difference'] < 1e-5  # float32: the same output as the official formula
+
+
+def test_bench_rejects_a_bad_eval_size(capsys):
+    assert cli.main(['bench', '--eval_sizes', '0']) == 2
+    assert '--eval_sizes' in capsys.readouterr().err

@@ -2,12 +2,14 @@
 from basicsr_nlattn.archs.attention.ccln import CCLNBlock, ChannelAttention, ChannelContrastiveAttention, PixelAttention
 from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.archs.attention.nlsa import NLSA, bucketed_attention, combine_rounds, spherical_hash
-from basicsr_nlattn.archs.attention.random_features import (orthogonal_gaussian_matrix, random_feature_attention,
+from basicsr_nlattn.archs.attention.random_features import (folded_value_attention, orthogonal_gaussian_matrix,
+                                                            query_key_features, random_feature_attention,
                                                             softmax_kernel_features)
 from basicsr_nlattn.archs.attention.recording import RecordsContrastiveFeatures, recording_blocks
 
 __all__ = [
     'CCLNBlock', 'ChannelAttention', 'ChannelContrastiveAttention', 'PixelAttention', 'ENLCA', 'NLSA',
-    'RecordsContrastiveFeatures', 'bucketed_attention', 'combine_rounds', 'spherical_hash',
-    'orthogonal_gaussian_matrix', 'random_feature_attention', 'recording_blocks', 'softmax_kernel_features'
+    'RecordsContrastiveFeatures', 'bucketed_attention', 'combine_rounds', 'spherical_hash', 'folded_value_attention',
+    'orthogonal_gaussian_matrix', 'query_key_features', 'random_feature_attention', 'recording_blocks',
+    'softmax_kernel_features'
 ]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
 
-from basicsr_nlattn.archs.attention.random_features import orthogonal_gaussian_matrix, random_feature_attention
+from basicsr_nlattn.archs.attention.random_features import folded_value_attention, orthogonal_gaussian_matrix
 from basicsr_nlattn.archs.attention.recording import RecordsContrastiveFeatures
 from basicsr_nlattn.utils.errors import OptionError
 
@@ -40,6 +40,15 @@ class ENLCA(RecordsContrastiveFeatures):
     with a scale that cancels exactly, see ``softmax_kernel_features``); theta(X) and delta(X) are normalised with
     ``F.normalize(..., eps=5e-5)``; the paper's amplification k is applied as sqrt(k) on each unit vector, so the
     exponent is k * cos(q, k). Given the same weights and F, the block computes the official block's output.
+
+    Computed in a cheaper order than the official code, with the same result (exact algebra; tested against the
+    official block in float64, value and gradients): the value convolution psi is folded into the context,
+    phi(K)^T psi(X) = (phi(K)^T X) W_psi^T + (phi(K)^T 1_N) b_psi^T (``folded_value_attention``), so V = psi(X), an
+    N x c x c product, is never formed (an m x c x c one replaces it; res_scale is folded into W_psi and b_psi, as
+    the output is linear in V); theta and delta run as one convolution on their concatenated weights (the
+    parameters, and so the checkpoint keys ``query_conv.*`` and ``key_conv.*``, stay two convolutions) and their
+    features are computed together (``query_key_features``); the tensors keep the convolutions' channel-first
+    storage, so no transposed copy is made. The kernel is the official one, unchanged.
 
     Differs from the official code: F is drawn with its QR signs fixed (Haar-distributed blocks; the code keeps
     ``torch.qr``'s signs) and redrawn from the seeded generator above, not from the global RNG. The paper redraws
@@ -96,28 +105,40 @@ class ENLCA(RecordsContrastiveFeatures):
         drawn = orthogonal_gaussian_matrix(num_rows, num_cols, generator=generator)
         self.random_features.copy_(drawn.to(self.random_features))
 
+    def embed_queries_keys(self, x: Tensor) -> Tensor:
+        """Unit queries and keys of Eq. 3, before amplification, stacked: (b, 2, hw, c'), [:, 0] the queries, [:, 1]
+        the keys, from one convolution with theta's and delta's weights concatenated (the same values as the two
+        convolutions; channel-first storage)."""
+        b, _, h, w = x.shape
+        weight = torch.cat([self.query_conv.weight, self.key_conv.weight])
+        bias = torch.cat([self.query_conv.bias, self.key_conv.bias])
+        embedded = F.conv2d(x, weight, bias).view(b, 2, -1, h * w)  # (b, query | key, c', hw)
+        return F.normalize(embedded, dim=2, eps=NORMALIZE_EPS).transpose(2, 3)
+
     def embed(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """Unit queries and keys (b, hw, c'), before amplification, and values (b, hw, c) of Eq. 3."""
-        query = F.normalize(self.query_conv(x).flatten(2).transpose(1, 2), dim=-1, eps=NORMALIZE_EPS)
-        key = F.normalize(self.key_conv(x).flatten(2).transpose(1, 2), dim=-1, eps=NORMALIZE_EPS)
+        """Unit queries and keys (b, hw, c'), before amplification, and values (b, hw, c) of Eq. 3 (for tools;
+        ``forward`` never forms the values)."""
+        query, key = self.embed_queries_keys(x).unbind(1)
         return query, key, self.value_conv(x).flatten(2).transpose(1, 2)
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        query, key, value = self.embed(x)
-        self._record(query, key)
-        scale = math.sqrt(self.amplification)
-        # exp(F x) overflows float16: the attention core runs in float32 at least, also under autocast.
+        query_key = self.embed_queries_keys(x)
+        self._record(*query_key.unbind(1))
+        # exp(F x) overflows float16: the attention core runs in float32 at least, also under autocast (the folded
+        # value convolution with it).
         core_dtype = torch.promote_types(x.dtype, torch.float32)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            attended = random_feature_attention(
-                query.to(core_dtype) * scale,
-                key.to(core_dtype) * scale,
-                value.to(core_dtype),
+            attended = folded_value_attention(
+                query_key.to(core_dtype) * math.sqrt(self.amplification),
+                x.flatten(2).transpose(1, 2).to(core_dtype),
+                self.value_conv.weight.flatten(1).to(core_dtype) * self.res_scale,
+                self.value_conv.bias.to(core_dtype) * self.res_scale,
                 self.random_features.to(core_dtype),
                 eps=self.eps)
-        attended = attended.transpose(1, 2).reshape(b, c, h, w).to(x.dtype)
-        return x + self.res_scale * attended
+        # res_scale is folded into psi (Y is linear in V); the identity is added in place to the fresh output, which
+        # no backward needs
+        return attended.transpose(1, 2).reshape(b, c, h, w).to(x.dtype).add_(x)
 
     def extra_repr(self) -> str:
         num_rows, num_cols = self.random_features.shape

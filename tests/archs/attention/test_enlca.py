@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from helpers.official_reference import official_enlca
 
-from basicsr_nlattn.archs.attention import (ENLCA, orthogonal_gaussian_matrix, random_feature_attention,
-                                            softmax_kernel_features)
+from basicsr_nlattn.archs.attention import (ENLCA, folded_value_attention, orthogonal_gaussian_matrix,
+                                            query_key_features, random_feature_attention, softmax_kernel_features)
 
 
 def _unit(shape, seed):
@@ -101,6 +101,36 @@ def test_detached_stabiliser_keeps_the_exact_gradient():
                                     (query, key, value))
 
 
+def test_query_key_features_are_the_features_of_each():
+    query, key = _unit((2, 9, 8), 16) * 2, _unit((2, 9, 8), 17) * 2
+    projection = orthogonal_gaussian_matrix(16, 8, generator=torch.Generator().manual_seed(18), dtype=torch.float64)
+    both = query_key_features(torch.stack([query, key], dim=1), projection)
+    torch.testing.assert_close(
+        both[:, 0], softmax_kernel_features(query, projection, is_query=True), rtol=1e-12, atol=0)
+    torch.testing.assert_close(both[:, 1], softmax_kernel_features(key, projection, is_query=False), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize('eps', [0, 1e-4])
+def test_folded_values_equal_attention_of_the_formed_values(eps):
+    """phi(K)^T (X W^T + 1 b^T) = (phi(K)^T X) W^T + (phi(K)^T 1) b^T: value and gradients equal the unfolded form's."""
+    generator = torch.Generator().manual_seed(19)
+    query, key = _unit((2, 30, 8), 20) * 2.5, _unit((2, 30, 8), 21) * 2.5
+    inputs = torch.randn(2, 30, 6, generator=generator, dtype=torch.float64)
+    weight = torch.randn(5, 6, generator=generator, dtype=torch.float64)
+    bias = torch.randn(5, generator=generator, dtype=torch.float64)
+    projection = orthogonal_gaussian_matrix(16, 8, generator=torch.Generator().manual_seed(22), dtype=torch.float64)
+    tensors = [t.requires_grad_() for t in (query, key, inputs, weight, bias)]
+    folded = folded_value_attention(torch.stack([query, key], dim=1), inputs, weight, bias, projection, eps=eps)
+    unfolded = random_feature_attention(query, key, inputs @ weight.T + bias, projection, eps=eps)
+    torch.testing.assert_close(folded, unfolded, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(
+        folded, literal_attention(query, key, inputs @ weight.T + bias, projection, eps), rtol=1e-10, atol=1e-12)
+    upstream = torch.randn(folded.shape, generator=generator, dtype=torch.float64)
+    for ours, reference in zip(
+            torch.autograd.grad(folded, tensors, upstream), torch.autograd.grad(unfolded, tensors, upstream)):
+        torch.testing.assert_close(ours, reference, rtol=1e-10, atol=1e-12)
+
+
 def _block(**kwargs):
     torch.manual_seed(0)
     return ENLCA(16, reduction=2, **kwargs)
@@ -122,6 +152,27 @@ def test_block_equals_the_official_block_in_float64(amplification):
     attention_term = (official - x).abs().max()
     assert attention_term > 1e-2
     assert (ours - official).abs().max() <= 1e-6 * attention_term
+
+
+def test_folded_block_equals_the_literal_official_block_with_its_gradients_in_float64():
+    """The folded value convolution and fused query/key convolution against the literal official computation (three
+    convolutions, V formed, no stabiliser): output to 1e-10 of the attention term, and the gradients of all three
+    convolutions' weights and biases and of the input."""
+    torch.manual_seed(0)
+    block = ENLCA(64, res_scale=0.1).double()
+    x = torch.randn(2, 64, 12, 10, dtype=torch.float64, requires_grad=True)
+    ours, official = block(x), _official(block, x, 6.0, 0.1)
+    attention_term = (official - x).abs().max()
+    assert attention_term > 1e-2
+    assert (ours - official).abs().max() <= 1e-10 * attention_term
+    upstream = torch.randn(ours.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    inputs = [x] + [
+        p for conv in (block.query_conv, block.key_conv, block.value_conv) for p in (conv.weight, conv.bias)
+    ]
+    for ours_grad, official_grad in zip(
+            torch.autograd.grad(ours, inputs, upstream), torch.autograd.grad(official, inputs, upstream)):
+        assert official_grad.abs().max() > 0
+        torch.testing.assert_close(ours_grad, official_grad, rtol=1e-10, atol=1e-10 * official_grad.abs().max().item())
 
 
 def test_block_matches_the_official_block_in_float32():
