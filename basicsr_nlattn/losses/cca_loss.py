@@ -11,7 +11,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention.ccln import ChannelContrastiveAttention
-from basicsr_nlattn.losses.loss_util import Amount, check_amount_type, resolve_count
+from basicsr_nlattn.losses.loss_util import Amount, check_amount_type, float32_region, resolve_count, to_float32
 from basicsr_nlattn.utils.errors import OptionError
 
 
@@ -83,11 +83,10 @@ class CCAContrastiveLoss(nn.Module):
         self.loss_weight, self.n, self.margin = loss_weight, n, margin
 
     def forward(self, blocks: Sequence[nn.Module]) -> Tensor:
-        losses = [
-            cca_contrastive_loss(weights, self.n, self.margin)
-            for weights in _recorded_weights(blocks, 'CCAContrastiveLoss')
-        ]
-        return self.loss_weight * torch.stack(losses).mean()
+        recorded = _recorded_weights(blocks, 'CCAContrastiveLoss')
+        with float32_region(recorded[0].device):
+            losses = [cca_contrastive_loss(weights, self.n, self.margin) for weights in to_float32(recorded)]
+            return self.loss_weight * torch.stack(losses).mean()
 
 
 @LOSS_REGISTRY.register()
@@ -104,5 +103,7 @@ class CCASparsityLoss(nn.Module):
         self.loss_weight = loss_weight
 
     def forward(self, blocks: Sequence[nn.Module]) -> Tensor:
-        losses = [cca_sparsity_loss(weights) for weights in _recorded_weights(blocks, 'CCASparsityLoss')]
-        return self.loss_weight * torch.stack(losses).mean()
+        recorded = _recorded_weights(blocks, 'CCASparsityLoss')
+        with float32_region(recorded[0].device):
+            losses = [cca_sparsity_loss(weights) for weights in to_float32(recorded)]
+            return self.loss_weight * torch.stack(losses).mean()

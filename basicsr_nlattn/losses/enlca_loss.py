@@ -11,7 +11,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention.enlca import ENLCA
-from basicsr_nlattn.losses.loss_util import Amount, check_amount_type, resolve_count
+from basicsr_nlattn.losses.loss_util import Amount, check_amount_type, float32_region, resolve_count, to_float32
 from basicsr_nlattn.utils.errors import OptionError
 
 # Queries per chunk are chosen so that one chunk's similarity holds at most this many elements (16 MB in float32).
@@ -145,8 +145,9 @@ class ENLCAContrastiveLoss(nn.Module):
         if not recorded:
             raise ValueError('ENLCAContrastiveLoss: no ENLCA block recorded embeddings (is the network in training '
                              'mode, with recording on?)')
-        losses = [
-            enlca_contrastive_loss(*block.recorded, self.n1, self.n2, self.margin, block.amplification, self.hinge)
-            for block in recorded
-        ]
-        return self.loss_weight * torch.stack(losses).mean()
+        with float32_region(recorded[0].recorded[0].device):
+            losses = [
+                enlca_contrastive_loss(*to_float32(block.recorded), self.n1, self.n2, self.margin, block.amplification,
+                                       self.hinge) for block in recorded
+            ]
+            return self.loss_weight * torch.stack(losses).mean()

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import Tensor, nn
 
+from basicsr_nlattn.losses.loss_util import float32_region, to_float32
 from basicsr_nlattn.utils.errors import OptionError
 
 
@@ -98,10 +99,12 @@ class PCLContrastiveLoss(nn.Module):
     def forward(self, anchor: Sequence[Tensor], positives: Sequence[Tensor], negatives: Sequence[Tensor]) -> Tensor:
         self.check_layers(len(anchor))
         pick = self.layers
-        return self.loss_weight * pcl_contrastive_loss([anchor[i]
-                                                        for i in pick], [positives[i]
-                                                                         for i in pick], [negatives[i]
-                                                                                          for i in pick], self.tau)
+        with float32_region(anchor[0].device):
+            return self.loss_weight * pcl_contrastive_loss(
+                to_float32([anchor[i]
+                            for i in pick]), to_float32([positives[i]
+                                                         for i in pick]), to_float32([negatives[i]
+                                                                                      for i in pick]), self.tau)
 
 
 @LOSS_REGISTRY.register()
@@ -117,4 +120,5 @@ class ContrastiveDiscriminatorLoss(nn.Module):
         self.loss_weight = loss_weight
 
     def forward(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-        return self.loss_weight * contrastive_discriminator_loss(real_logits, fake_logits)
+        with float32_region(real_logits.device):
+            return self.loss_weight * contrastive_discriminator_loss(*to_float32([real_logits, fake_logits]))

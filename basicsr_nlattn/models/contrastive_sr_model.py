@@ -5,19 +5,24 @@ the tensors their loss needs; this model finds them in ``net_g`` (through DDP an
 losses named in ``train.contrastive_opt``, adds the weighted terms to the pixel loss, logs ``l_contrast`` and
 clears the records. It also redraws ENLCA's random features on schedule and keeps them in ``net_g_ema``.
 """
+import contextlib
 import inspect
+import os
 from collections import OrderedDict
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, ContextManager, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.archs.attention.recording import recording_blocks
-from basicsr_nlattn.models.tiled_inference import TiledInferenceMixin
+from basicsr_nlattn.models.tiled_inference import TiledInferenceMixin, autocast_to, parse_amp
 from basicsr_nlattn.utils.errors import OptionError
 
 
@@ -95,6 +100,47 @@ def parse_grad_clip(grad_clip: Any) -> Optional[float]:
     return float(grad_clip)
 
 
+def _parse_flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise OptionError(f'{key} must be true or false, got {value!r}')
+    return value
+
+
+def parse_train_amp(value: Any) -> Optional[torch.dtype]:
+    """``train.amp`` (default false) -> the autocast dtype of the training forward and losses, or None."""
+    return parse_amp('train.amp', value)
+
+
+def parse_compile(value: Any) -> bool:
+    """``train.compile`` (default false): whether net_g (and net_d) go through ``torch.compile``."""
+    return _parse_flag('train.compile', value)
+
+
+def parse_accumulate(value: Any, model_class: type) -> int:
+    """``train.accumulate`` (default 1) -> the number of iterations (micro-batches) per optimizer step, for a model
+    of ``model_class`` (more than 1 only where its ``accumulates_gradients`` is true)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OptionError(f'train.accumulate must be an int >= 1, got {value!r}')
+    if value > 1 and not model_class.accumulates_gradients:
+        raise OptionError(f'train.accumulate must be 1 for {model_class.__name__}, got {value}')
+    return value
+
+
+def parse_channels_last(value: Any) -> bool:
+    """``train.channels_last`` (default false): networks and batches in ``torch.channels_last``."""
+    return _parse_flag('train.channels_last', value)
+
+
+def grad_scaler(device: torch.device, amp: Optional[torch.dtype]) -> Optional[torch.amp.GradScaler]:
+    """A GradScaler for one optimizer under ``train.amp: fp16`` (float16 gradients underflow), else None."""
+    return torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+
+
+def bare_network(net: nn.Module) -> nn.Module:
+    """``net`` without ``torch.compile``'s OptimizedModule (its ``_orig_mod``), if any."""
+    return net._orig_mod if isinstance(net, torch._dynamo.eval_frame.OptimizedModule) else net
+
+
 @MODEL_REGISTRY.register()
 class ContrastiveSRModel(TiledInferenceMixin, SRModel):
     """SRModel with the contrastive-feature protocol, scheduled random-feature redraws and tiled inference.
@@ -106,31 +152,153 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
             ``l_contrast``. Without it, the model trains like SRModel.
         train.grad_clip (float): clip the total gradient norm of net_g's parameters to this value before each G
             step (``torch.nn.utils.clip_grad_norm_``; the RCAN recipe uses 1). Default: none (no clipping).
+        train.amp (str | bool): ``bf16`` or ``fp16``: G's forward and losses (and D's in PCLModel) run under
+            ``torch.autocast`` to that dtype on the model's device; with ``fp16`` each optimizer has a
+            ``torch.amp.GradScaler`` (saved in the training state under ``grad_scalers``, restored on resume;
+            gradients are unscaled before ``train.grad_clip``). The ENLCA core, NLSA's combination of rounds and the
+            contrastive losses compute in float32 regardless. Default: false (float32).
+        train.compile (bool): ``torch.compile`` net_g (and net_d in PCLModel) with the default inductor backend after
+            BasicSR has wrapped and loaded them; where ``torch.compile`` raises, a warning is logged and the network
+            runs uncompiled. Checkpoints keep the plain key names (``get_bare_model`` unwraps the compiled module).
+            Default: false.
+        train.accumulate (int): N >= 1: gradients are summed over N iterations (micro-batches, each loss divided
+            by N), then one optimizer step, EMA update and scheduler step; under DDP gradients are all-reduced only
+            on the N-th micro-batch (``no_sync``); logged ``l_*`` are means over the step's micro-batches. One
+            optimizer step over N batches of b equals one over a batch of N b: the pixel loss (mean reduction) and
+            the contrastive losses are means over the batch (``ENLCAContrastiveLoss`` over samples and queries, each
+            sample's queries ranked against its own keys), and the random features and ``start_iter`` follow
+            optimizer steps. Then ``train.total_iter``, ``print_freq``, ``save_checkpoint_freq`` and
+            ``val_freq`` count iterations (micro-batches), while the scheduler (its ``milestones``, ``periods``),
+            ``warmup_iter``, ``contrastive_opt.start_iter`` and the networks' ``redraw_interval`` count optimizer
+            steps (iteration i belongs to step ceil(i / N)); keep ``save_checkpoint_freq`` a multiple of N (a
+            training state holds no partial gradient). Not in PCLModel (its D steps every iteration). Default: 1.
+        train.channels_last (bool): networks and batches (lq, gt) in ``torch.channels_last`` memory format, for
+            faster convolutions on GPUs with tensor cores; the output is the same. Default: false.
         val.tile (dict): ``{size, overlap}`` or ``{mode: chop}``, see ``tiled_inference.py``.
+        val.amp (str | bool): ``bf16`` or ``fp16``: validation and test run under ``torch.autocast`` to that dtype
+            (``TiledInferenceMixin.test``). Default: false.
 
     Each iteration (``optimize_parameters``): redraw the random features, set the blocks' recording, one forward,
     then the hooks a subclass overrides: ``_before_generator_update`` (e.g. a discriminator step, returning its log
     entries), ``_updates_generator`` (whether G steps this iteration) and ``_extra_generator_losses`` (terms added to
     ``generator_losses``); then, written once here, backward, gradient clipping, G's optimizer step, EMA, clearing
-    the records and logging.
+    the records and logging (with ``train.accumulate`` the step, EMA and log on the last micro-batch only).
 
     ``num_gpu > 1`` without a launcher (BasicSR's DataParallel) is refused before any network is built: replicas do
     not pass the blocks' records back; one process per GPU (``--launcher pytorch``, DDP) is the way.
     """
+
+    accumulates_gradients = True  # train.accumulate > 1 supported
 
     def __init__(self, opt: Dict[str, Any]) -> None:
         check_no_data_parallel(opt)
         super().__init__(opt)
 
     def init_training_settings(self) -> None:
-        contrastive_opt = self.opt['train'].get('contrastive_opt')
+        train_opt = self.opt['train']
+        contrastive_opt = train_opt.get('contrastive_opt')
         parsed = parse_contrastive_opt(contrastive_opt)
-        self.grad_clip = parse_grad_clip(self.opt['train'].get('grad_clip'))
+        self.grad_clip = parse_grad_clip(train_opt.get('grad_clip'))
+        self.amp = parse_train_amp(train_opt.get('amp', False))
+        self.accumulate = parse_accumulate(train_opt.get('accumulate', 1), type(self))
+        self.channels_last = parse_channels_last(train_opt.get('channels_last', False))
+        self.compile_networks = parse_compile(train_opt.get('compile', False))
         super().init_training_settings()
         self.cri_contrast = [ContrastiveTerm(build_loss(opt).to(self.device), start) for opt, start in parsed]
         check_contrastive_blocks(contrastive_opt, [term.loss for term in self.cri_contrast],
                                  self.get_bare_model(self.net_g))
         self._drawn_features: Dict[int, int] = {}
+        self.scaler_g = grad_scaler(self.device, self.amp)
+        self._step_losses: 'OrderedDict[str, Tensor]' = OrderedDict()
+        self.log_dict = OrderedDict()
+        if self.channels_last:
+            self.net_g.to(memory_format=torch.channels_last)
+            if hasattr(self, 'net_g_ema'):
+                self.net_g_ema.to(memory_format=torch.channels_last)
+        if self.compile_networks:
+            self.net_g = self._compiled(self.net_g, 'net_g')
+
+    def _compiled(self, net: nn.Module, label: str) -> nn.Module:
+        """``torch.compile(net)``, or ``net`` itself with a logged warning where compiling raises."""
+        try:
+            return torch.compile(net)
+        except Exception as error:  # noqa: B902  (any backend failure: train uncompiled, as documented)
+            get_root_logger().warning(f'train.compile: torch.compile of {label} failed ({error!r}); running it '
+                                      'uncompiled')
+            return net
+
+    def get_bare_model(self, net: nn.Module) -> nn.Module:
+        """BasicSR's unwrapping (DDP, DataParallel) after removing ``torch.compile``'s wrapper, so that checkpoints,
+        EMA and block lookups see the plain network and its key names."""
+        return super().get_bare_model(bare_network(net))
+
+    def feed_data(self, data: Dict[str, Tensor]) -> None:
+        super().feed_data(data)
+        if getattr(self, 'channels_last', False):
+            self.lq = self.lq.contiguous(memory_format=torch.channels_last)
+            if hasattr(self, 'gt'):
+                self.gt = self.gt.contiguous(memory_format=torch.channels_last)
+
+    def _optimizer_step_number(self, current_iter: int) -> int:
+        """The optimizer step (from 1) that iteration ``current_iter`` contributes to: ceil(current_iter / N)."""
+        return (current_iter - 1) // self.accumulate + 1
+
+    def update_learning_rate(self, current_iter: int, warmup_iter: int = -1) -> None:
+        """BasicSR's schedule and warm-up counted in optimizer steps: called by the train loop every iteration, it
+        acts on the first micro-batch of each step only (``train.accumulate``; every iteration when it is 1)."""
+        if (current_iter - 1) % self.accumulate == 0:
+            super().update_learning_rate(self._optimizer_step_number(current_iter), warmup_iter)
+
+    def _gradient_sync(self, net: nn.Module, last_micro_batch: bool) -> ContextManager:
+        """DDP's ``no_sync`` on every micro-batch but the last of an optimizer step; nothing without DDP."""
+        ddp = bare_network(net)
+        if isinstance(ddp, DistributedDataParallel) and not last_micro_batch:
+            return ddp.no_sync()
+        return contextlib.nullcontext()
+
+    def _backward(self, loss: Tensor, scaler: Optional[torch.amp.GradScaler]) -> None:
+        (loss if scaler is None else scaler.scale(loss)).backward()
+
+    def _optimizer_step(self, optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler], net: nn.Module,
+                        grad_clip: Optional[float]) -> None:
+        """One step of ``optimizer``: unscale (fp16), clip the norm of ``net``'s gradients, step, update the scale."""
+        if scaler is not None and grad_clip is not None:
+            scaler.unscale_(optimizer)
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm=grad_clip)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+
+    def _grad_scalers(self) -> Dict[str, torch.amp.GradScaler]:
+        """The GradScaler of each optimizer, by network label (``g``; a subclass adds its own)."""
+        return {} if self.scaler_g is None else {'g': self.scaler_g}
+
+    @master_only
+    def save_training_state(self, epoch: int, current_iter: int) -> None:
+        """BasicSR's training state, plus the GradScalers' states under ``grad_scalers`` with ``train.amp: fp16``
+        (a key BasicSR's own ``resume_training`` ignores, so the file loads without amp too)."""
+        super().save_training_state(epoch, current_iter)
+        scalers = self._grad_scalers()
+        if current_iter == -1 or not scalers:
+            return
+        save_path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
+        state = torch.load(save_path, map_location='cpu', weights_only=True)
+        state['grad_scalers'] = {label: scaler.state_dict() for label, scaler in scalers.items()}
+        torch.save(state, save_path)
+
+    def resume_training(self, resume_state: Dict[str, Any]) -> None:
+        """BasicSR's resume, plus the GradScalers' states when the state has them and ``train.amp`` is fp16."""
+        super().resume_training(resume_state)
+        saved = resume_state.get('grad_scalers', {})
+        for label, scaler in self._grad_scalers().items():
+            if label in saved:
+                scaler.load_state_dict(saved[label])
+            else:
+                get_root_logger().warning(f'train.amp: the training state has no GradScaler of net_{label}; '
+                                          'starting from a fresh scale')
 
     def _recording_blocks(self) -> List[nn.Module]:
         return list(recording_blocks(self.get_bare_model(self.net_g)))
@@ -207,27 +375,38 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
 
     def optimize_parameters(self, current_iter: int) -> None:
         """One iteration: forward, the subclass hooks, then (when G updates) backward, ``train.grad_clip``, G's
-        step and EMA; the records are cleared and the losses logged in every iteration."""
-        self.redraw_random_features(current_iter)
-        self._set_recording(current_iter)
-        self.output = self.net_g(self.lq)
+        step and EMA; the records are cleared in every iteration. With ``train.accumulate: N`` each iteration is a
+        micro-batch: its loss / N is back-propagated, the step, EMA and the log (the micro-batches' mean) come on
+        every N-th; ``train.amp`` puts the forward and the losses under autocast."""
+        step = self._optimizer_step_number(current_iter)
+        first, last = (current_iter - 1) % self.accumulate == 0, current_iter % self.accumulate == 0
+        self.redraw_random_features(step)
+        self._set_recording(step)
         update_g = self._updates_generator(current_iter)
-        loss_dict = self._before_generator_update(current_iter, update_g)
-        if update_g:
-            self.optimizer_g.zero_grad()
-            l_total, g_losses = self.generator_losses(current_iter)
-            for name, value in self._extra_generator_losses(current_iter).items():
-                g_losses[name] = value
-                l_total = l_total + value
-            l_total.backward()
-            if self.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), max_norm=self.grad_clip)
-            self.optimizer_g.step()
-            loss_dict.update(g_losses)
+        with self._gradient_sync(self.net_g, last):
+            with autocast_to(self.device, self.amp):
+                self.output = self.net_g(self.lq)
+            loss_dict = self._before_generator_update(current_iter, update_g)
+            if update_g:
+                if first:
+                    self.optimizer_g.zero_grad()
+                with autocast_to(self.device, self.amp):
+                    l_total, g_losses = self.generator_losses(step)
+                    for name, value in self._extra_generator_losses(current_iter).items():
+                        g_losses[name] = value
+                        l_total = l_total + value
+                self._backward(l_total / self.accumulate, self.scaler_g)
+                loss_dict.update(g_losses)
+        if update_g and last:
+            self._optimizer_step(self.optimizer_g, self.scaler_g, self.net_g, self.grad_clip)
             if self.ema_decay > 0:
                 self.model_ema(decay=self.ema_decay)
         self._clear_records()
-        self.log_dict = self.reduce_loss_dict(loss_dict)
+        for name, value in loss_dict.items():
+            self._step_losses[name] = self._step_losses.get(name, 0) + value.detach().float() / self.accumulate
+        if last:
+            self.log_dict = self.reduce_loss_dict(self._step_losses)
+            self._step_losses = OrderedDict()
 
     @torch.no_grad()
     def model_ema(self, decay: float = 0.999) -> None:

@@ -17,9 +17,10 @@ from torch import nn
 
 from basicsr_nlattn.archs.haar_discriminator_arch import HaarDiscriminator
 from basicsr_nlattn.losses.pcl_loss import PCLContrastiveLoss
-from basicsr_nlattn.models.contrastive_sr_model import ContrastiveSRModel
+from basicsr_nlattn.models.contrastive_sr_model import ContrastiveSRModel, grad_scaler
 from basicsr_nlattn.models.pcl_samples import (make_negatives, make_negatives_official, make_positives,
                                                make_positives_official)
+from basicsr_nlattn.models.tiled_inference import autocast_to
 from basicsr_nlattn.utils.errors import OptionError
 
 SAMPLE_KEYS = {'num_pos': 4, 'num_neg': 4, 'start_iter': 0, 'sampling': 'paper'}
@@ -112,7 +113,12 @@ class PCLModel(ContrastiveSRModel):
             negatives as fake, beside HR and SR. Default: false.
         train.freeze_d (bool): keep D fixed (a pretrained embedding from ``path.pretrain_network_d``, paper
             Table V). Default: false.
+
+    ``train.amp``, ``train.compile`` and ``train.channels_last`` apply to net_d too (D's forward and loss under
+    autocast, its own GradScaler with fp16, saved as ``grad_scalers.d``); ``train.accumulate`` must be 1: D steps
+    every iteration.
     """
+    accumulates_gradients = False
 
     def init_training_settings(self) -> None:
         train_opt = self.opt['train']
@@ -137,6 +143,11 @@ class PCLModel(ContrastiveSRModel):
         if self.freeze_d:  # a fixed embedding: no gradients, BatchNorm on its running statistics
             self.net_d.requires_grad_(False)
             self.net_d.eval()
+        self.scaler_d = None if self.freeze_d else grad_scaler(self.device, self.amp)
+        if self.channels_last:
+            self.net_d.to(memory_format=torch.channels_last)
+        if self.compile_networks:
+            self.net_d = self._compiled(self.net_d, 'net_d')
         get_root_logger().info(f"PCL: {self.pcl['num_pos']} positives, {self.pcl['num_neg']} negatives, layers "
                                f'{self.cri_pcl.layers}, alpha {self.cri_pcl.loss_weight}, D '
                                f"{'frozen' if self.freeze_d else 'trained'}")
@@ -180,10 +191,17 @@ class PCLModel(ContrastiveSRModel):
         if self.discriminator_samples:
             real = torch.cat([real, positives[1:].flatten(0, 1)])  # positives[0] is HR itself
             fake = torch.cat([fake, negatives.flatten(0, 1)])
-        l_d = self.cri_d(self.net_d(real), self.net_d(fake))
-        l_d.backward()
-        self.optimizer_d.step()
+        with autocast_to(self.device, self.amp):
+            l_d = self.cri_d(self.net_d(real), self.net_d(fake))
+        self._backward(l_d, self.scaler_d)
+        self._optimizer_step(self.optimizer_d, self.scaler_d, self.net_d, None)
         return l_d.detach()
+
+    def _grad_scalers(self) -> Dict[str, torch.amp.GradScaler]:
+        scalers = super()._grad_scalers()
+        if self.scaler_d is not None:
+            scalers['d'] = self.scaler_d
+        return scalers
 
     def _updates_generator(self, current_iter: int) -> bool:
         """G steps every ``net_d_iters`` iterations after the ``net_d_init_iters`` D-only ones (SRGANModel's rule)."""

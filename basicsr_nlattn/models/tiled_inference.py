@@ -46,6 +46,24 @@ def parse_tile_options(tile_opt: Optional[Dict[str, Any]]) -> Optional[Dict[str,
     return parsed
 
 
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def parse_amp(key: str, value: Any) -> Optional[torch.dtype]:
+    """Validate ``train.amp`` or ``val.amp`` (``key``): ``bf16`` or ``fp16`` -> the autocast dtype, false -> None
+    (float32). Callers default a missing key to false."""
+    if value is False:
+        return None
+    if isinstance(value, str) and value in AMP_DTYPES:
+        return AMP_DTYPES[value]
+    raise OptionError(f"{key} must be one of 'bf16', 'fp16' or false, got {value!r}")
+
+
+def autocast_to(device: torch.device, dtype: Optional[torch.dtype]) -> torch.autocast:
+    """``torch.autocast`` on ``device``'s type to ``dtype`` (from :func:`parse_amp`); off when ``dtype`` is None."""
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
+
+
 def parse_self_ensemble(value: Any) -> bool:
     """Validate ``val.self_ensemble`` (callers default a missing key to false)."""
     if not isinstance(value, bool):
@@ -139,7 +157,8 @@ def super_resolve(net: nn.Module,
 
 class TiledInferenceMixin:
     """Model mixin: ``test()`` runs the network whole, tiled or chopped, as ``val.tile`` says (module docstring),
-    and averages the x8 self-ensemble when ``val.self_ensemble: true`` (``self_ensemble.py``).
+    and averages the x8 self-ensemble when ``val.self_ensemble: true`` (``self_ensemble.py``); with ``val.amp:
+    bf16 | fp16`` (default false) under ``torch.autocast`` to that dtype, the output cast back to float32.
 
     Put it before BasicSR's model class: ``class MyModel(TiledInferenceMixin, SRModel)``.
     """
@@ -148,6 +167,7 @@ class TiledInferenceMixin:
         val_opt = opt.get('val') or {}
         self.tile = parse_tile_options(val_opt.get('tile'))
         self.self_ensemble = parse_self_ensemble(val_opt.get('self_ensemble', False))
+        self.val_amp = parse_amp('val.amp', val_opt.get('amp', False))
         super().__init__(opt)
 
     def inference(self, net: nn.Module, lq: Tensor) -> Tensor:
@@ -159,6 +179,7 @@ class TiledInferenceMixin:
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         was_training = net.training
         net.eval()
-        with torch.no_grad():
-            self.output = self.inference(net, self.lq)
+        with torch.no_grad(), autocast_to(self.lq.device, self.val_amp):
+            output = self.inference(net, self.lq)
+        self.output = output.to(torch.promote_types(output.dtype, torch.float32))  # float32 after val.amp
         net.train(was_training)

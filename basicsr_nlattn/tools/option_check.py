@@ -20,10 +20,11 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTR
 from torch import nn
 
 from basicsr_nlattn.models.contrastive_sr_model import (ContrastiveSRModel, check_contrastive_blocks,
-                                                        check_no_data_parallel, contrastive_opt_key,
-                                                        parse_contrastive_opt, parse_grad_clip)
+                                                        check_no_data_parallel, contrastive_opt_key, parse_accumulate,
+                                                        parse_channels_last, parse_compile, parse_contrastive_opt,
+                                                        parse_grad_clip, parse_train_amp)
 from basicsr_nlattn.models.pcl_model import PCLModel, check_embedding_network, parse_pcl_training
-from basicsr_nlattn.models.tiled_inference import parse_self_ensemble, parse_tile_options
+from basicsr_nlattn.models.tiled_inference import parse_amp, parse_self_ensemble, parse_tile_options
 from basicsr_nlattn.tools.paper_results import paper_row_name
 from basicsr_nlattn.utils.errors import OptionError
 
@@ -203,9 +204,10 @@ def _check_losses(train_opt: Dict[str, Any]) -> None:
 
 def _check_model_training(opt: Dict[str, Any], net_g: nn.Module, net_d: Optional[nn.Module]) -> None:
     """What our models read in ``init_training_settings``, by their own parsers: ``train.contrastive_opt`` (its
-    losses built and their blocks found in ``net_g``) and ``train.grad_clip`` for ContrastiveSRModel and its
-    subclasses; ``train.pcl_opt`` (its loss built, its layers found in ``net_d``), ``train.optim_d``,
-    ``train.freeze_d`` and ``network_d`` for PCLModel."""
+    losses built and their blocks found in ``net_g``), ``train.grad_clip``, ``train.amp``, ``train.compile``,
+    ``train.accumulate`` and ``train.channels_last`` for ContrastiveSRModel and its subclasses; ``train.pcl_opt``
+    (its loss built, its layers found in ``net_d``), ``train.optim_d``, ``train.freeze_d`` and ``network_d`` for
+    PCLModel."""
     model_class = MODEL_REGISTRY.get(opt['model_type'])
     train_opt = opt.get('train') or {}
     if issubclass(model_class, ContrastiveSRModel):
@@ -216,6 +218,10 @@ def _check_model_training(opt: Dict[str, Any], net_g: nn.Module, net_d: Optional
         ]
         check_contrastive_blocks(contrastive_opt, losses, net_g)
         parse_grad_clip(train_opt.get('grad_clip'))
+        parse_train_amp(train_opt.get('amp', False))
+        parse_compile(train_opt.get('compile', False))
+        parse_accumulate(train_opt.get('accumulate', 1), model_class)
+        parse_channels_last(train_opt.get('channels_last', False))
     if issubclass(model_class, PCLModel):
         loss_opt = parse_pcl_training(opt).pcl['loss']  # raises first when network_d is missing
         check_embedding_network(opt, net_d)
@@ -225,10 +231,12 @@ def _check_model_training(opt: Dict[str, Any], net_g: nn.Module, net_d: Optional
 
 
 def _check_inference_options(opt: Dict[str, Any]) -> None:
-    """``val.tile`` and ``val.self_ensemble``, read by our models, ``basicsr test`` and ``scripts/inference.py``."""
+    """``val.tile``, ``val.self_ensemble`` and ``val.amp``, read by our models, ``basicsr test`` and
+    ``scripts/inference.py``."""
     val_opt = opt.get('val') or {}
     parse_tile_options(val_opt.get('tile'))
     parse_self_ensemble(val_opt.get('self_ensemble', False))
+    parse_amp('val.amp', val_opt.get('amp', False))
 
 
 def check_options(opt: Dict[str, Any]) -> None:
@@ -240,10 +248,10 @@ def check_options(opt: Dict[str, Any]) -> None:
     the meta device (:func:`build_network_on_meta`); in training, ``network_d`` too, every ``train.*_opt`` loss is
     built (``perceptual_opt``: its type only, it loads VGG weights), and our models' own options are parsed by
     their parsers (``train.contrastive_opt`` with the blocks its losses need in ``network_g``,
-    ``train.grad_clip``, ``train.pcl_opt`` with ``network_d`` and ``train.optim_d``); ``val.tile``,
-    ``val.self_ensemble`` and ``val.compare_to_paper`` parse; dataset folders, ``meta_info_file``,
-    ``path.pretrain_network_*`` and ``path.resume_state`` exist; LMDB datasets have ``meta_info.txt`` and, paired,
-    the same keys.
+    ``train.grad_clip``, ``train.amp``, ``train.compile``, ``train.accumulate``, ``train.channels_last``,
+    ``train.pcl_opt`` with ``network_d`` and ``train.optim_d``); ``val.tile``, ``val.self_ensemble``, ``val.amp``
+    and ``val.compare_to_paper`` parse; dataset folders, ``meta_info_file``, ``path.pretrain_network_*`` and
+    ``path.resume_state`` exist; LMDB datasets have ``meta_info.txt`` and, paired, the same keys.
 
     Args:
         opt (dict): The option dictionary after BasicSR's ``parse_options`` (``is_train`` set).

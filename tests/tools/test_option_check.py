@@ -231,6 +231,12 @@ SWEEP = [
         'type': 'ENLCAContrastiveLoss'
     }, 'CCAContrastiveLoss']}, 'train.contrastive_opt[1] must be a mapping with a type'),
     case('ENLCN', {'train.grad_clip': 0}, 'train.grad_clip must be a number > 0, got 0'),
+    case('ENLCN', {'train.amp': 'fp32'}, "train.amp must be one of 'bf16', 'fp16' or false, got 'fp32'"),
+    case('ENLCN', {'train.compile': 'yes'}, "train.compile must be true or false, got 'yes'"),
+    case('ENLCN', {'train.accumulate': 0}, 'train.accumulate must be an int >= 1, got 0'),
+    case('PCL', {'train.accumulate': 2}, 'train.accumulate must be 1 for PCLModel, got 2'),
+    case('ENLCN', {'train.channels_last': 1}, 'train.channels_last must be true or false, got 1'),
+    case('ENLCN', {'val.amp': True}, "val.amp must be one of 'bf16', 'fp16' or false, got True"),
     case('ENLCN', {'train.pixel_opt.type': 'L1'}, "train.pixel_opt.type: unknown loss type 'L1'"),
     case('ENLCN', {'train.pixel_opt.reduction': 'median'}, 'train.pixel_opt: Unsupported reduction mode: median'),
     case('ENLCN', {'train.pixel_opt.weight': 1},

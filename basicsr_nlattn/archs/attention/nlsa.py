@@ -231,7 +231,11 @@ class NLSA(nn.Module):
         b, c, h, w = x.shape
         embed, key, value, codes, num_buckets = self.embed_and_hash(x)
         attended, logsumexp = bucketed_attention(embed, key, value, codes, self.chunk_size, num_buckets)
-        out = combine_rounds(attended, logsumexp)  # (b, hw, c)
+        # Eq. 11's softmax over rounds in float32 at least: under autocast the logsumexp arrives in bfloat16/float16.
+        core_dtype = torch.promote_types(attended.dtype, torch.float32)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            out = combine_rounds(attended.to(core_dtype), logsumexp.to(core_dtype))  # (b, hw, c)
+        out = out.to(x.dtype)
         return x + self.res_scale * out.transpose(1, 2).reshape(b, c, h, w)
 
     def extra_repr(self) -> str:
