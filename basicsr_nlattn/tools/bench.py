@@ -38,6 +38,17 @@ def _cpu_peak_bytes(step: Callable[[], None]) -> int:
     return peak
 
 
+def _timed(run: Callable[[], Any], device: torch.device) -> float:
+    """Seconds of one call of ``run`` (the device's queued work included on CUDA)."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    run()
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
 def measure(run: Callable[[], Tensor], device: torch.device, repeats: int) -> Dict[str, float]:
     """Median seconds of forward+backward of ``run`` and its peak memory in MB (module docstring)."""
 
@@ -45,15 +56,7 @@ def measure(run: Callable[[], Tensor], device: torch.device, repeats: int) -> Di
         run().sum().backward()
 
     step()
-    timings = []
-    for _ in range(repeats):
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        step()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        timings.append(time.perf_counter() - start)
+    timings = [_timed(step, device) for _ in range(repeats)]
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
         baseline = torch.cuda.memory_allocated(device)
@@ -149,13 +152,7 @@ def interleaved_medians(runs: Dict[str, Callable[[], Any]], device: torch.device
     timings: Dict[str, List[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            if device.type == 'cuda':
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            run()
-            if device.type == 'cuda':
-                torch.cuda.synchronize(device)
-            timings[name].append(time.perf_counter() - start)
+            timings[name].append(_timed(run, device))
     return {name: statistics.median(values) for name, values in timings.items()}
 
 

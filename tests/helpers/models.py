@@ -4,6 +4,18 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+# A tiny ENLCN x2 for model tests: two ENLCA blocks with 8 random features, redrawn every 2 iterations.
+TINY_ENLCN = {
+    'type': 'ENLCN',
+    'num_feat': 8,
+    'num_block': 2,
+    'upscale': 2,
+    'attn_every': 1,
+    'reduction': 2,
+    'num_random_features': 8,
+    'redraw_interval': 2
+}
+
 
 def inference_model(network_g: Dict[str, Any],
                     scale: int,

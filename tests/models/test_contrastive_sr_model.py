@@ -6,23 +6,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from helpers.models import gradient_norm, gradients_at_step, training_options
+from helpers.models import TINY_ENLCN, gradient_norm, gradients_at_step, training_options
 
 import basicsr_nlattn  # noqa: F401  (registers the model)
 from basicsr_nlattn.archs.attention import ENLCA, orthogonal_gaussian_matrix
 from basicsr_nlattn.models import ContrastiveSRModel
 from basicsr_nlattn.models.contrastive_sr_model import random_feature_seed
-
-TINY_ENLCN = {
-    'type': 'ENLCN',
-    'num_feat': 8,
-    'num_block': 2,
-    'upscale': 2,
-    'attn_every': 1,
-    'reduction': 2,
-    'num_random_features': 8,
-    'redraw_interval': 2
-}
 
 
 def model_options(contrastive_opt=None, network_g=None, ema_decay=0, **train):

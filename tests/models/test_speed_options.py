@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 from basicsr.archs import build_network
-from helpers.models import gradients_at_step, training_options
+from helpers.models import TINY_ENLCN, gradients_at_step, training_options
 
 import basicsr_nlattn  # noqa: F401  (registers the models)
 from basicsr_nlattn.archs.attention import nlsa
@@ -16,16 +16,6 @@ from basicsr_nlattn.archs.attention.nlsa import combine_rounds
 from basicsr_nlattn.models import ContrastiveSRModel, PCLModel
 from basicsr_nlattn.utils import OptionError
 
-TINY_ENLCN = {
-    'type': 'ENLCN',
-    'num_feat': 8,
-    'num_block': 2,
-    'upscale': 2,
-    'attn_every': 1,
-    'reduction': 2,
-    'num_random_features': 8,
-    'redraw_interval': 2
-}
 CONTRAST = {'type': 'ENLCAContrastiveLoss', 'loss_weight': 1.0, 'n1': 2, 'n2': 4}
 TINY_EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
 TINY_D = {'type': 'HaarDiscriminator', 'num_feat': 8, 'num_stages': 4}
