@@ -16,10 +16,11 @@ COMMANDS = {
     'markdown table beside the paper\'s numbers',
     'convert': 'convert an official checkpoint to this package\'s layout ({"params": state_dict})',
     'bench': 'time and memory of ENLCA against exact attention and the official formula, and of the contrastive loss '
-    'against a full sort',
+    'against a full sort; with --network, of a whole network beside EDSR (training step, inference, an Urban100 image)',
     'flops': 'GFLOPs of the attention cores beside the papers\' tables, or of an option file\'s network per module',
     'attention': 'draw where chosen query pixels attend in every ENLCA and NLSA block of an option file\'s network',
     'plot': 'draw the training curves of an experiment folder (losses, learning rate, validation metrics)',
+    'export': 'export an option file\'s network to ONNX, checked with onnxruntime against PyTorch before writing',
 }
 PIPELINES = ('train', 'test')
 # Kept here, not imported from tools.convert, so that --help does not import torch; a test keeps them in step.
@@ -75,6 +76,8 @@ def build_parser(commands: Optional[List[str]] = None) -> argparse.ArgumentParse
             _add_attention_arguments(subparser)
         elif command == 'plot':
             _add_plot_arguments(subparser)
+        elif command == 'export':
+            _add_export_arguments(subparser)
         else:
             _add_flops_arguments(subparser)
     return parser
@@ -82,7 +85,11 @@ def build_parser(commands: Optional[List[str]] = None) -> argparse.ArgumentParse
 
 def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--sizes', type=int, nargs='+', default=[48, 100, 150], help='input sizes (pixels a side)')
-    parser.add_argument('--num_feat', type=int, default=64, help='channels of the block input. Default: 64')
+    parser.add_argument(
+        '--num_feat',
+        type=int,
+        default=64,
+        help='channels of the block input (with --network: trunk width). Default: 64')
     parser.add_argument('--num_random_features', type=int, default=128, help='ENLCA m. Default: 128')
     parser.add_argument('--device', default='cpu', help='cpu or cuda. Default: cpu')
     parser.add_argument('--repeats', type=int, default=3, help='timed passes per row (median). Default: 3')
@@ -96,10 +103,63 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--skip_eval', action='store_true', help='skip the ENLCA eval table')
     parser.add_argument('--json', metavar='FILE', help='also write the rows as JSON')
     parser.add_argument('--plot', metavar='OUT.png', help='also draw time and memory against the input size')
+    network = parser.add_argument_group(
+        'whole networks', 'with --network, only this table: a training step, an inference pass and one Urban100-sized '
+        'image (whole, tiled, chopped) beside BasicSR\'s EDSR of the same --num_feat and --num_block (res_scale 0.1); '
+        'the defaults are a CPU-sized trunk, the papers\' is --num_feat 256 --num_block 32 --batch 16')
+    network.add_argument('--network', metavar='NAME', help='ENLCN, NLSN, CCLNN or EDSR')
+    network.add_argument('--scale', type=int, default=4, help='upscale, 2, 3 or 4. Default: 4')
+    network.add_argument('--batch', type=int, help='LR patches per training step. Default: 2 on cpu, 16 on cuda')
+    network.add_argument('--size', type=int, default=48, help='LR patch side. Default: 48')
+    network.add_argument('--num_block', type=int, default=8, help='residual blocks. Default: 8')
+    network.add_argument('--amp', metavar='DTYPE', help='bf16 or fp16: run the passes under torch.autocast')
+    network.add_argument('--compile', action='store_true', help='torch.compile both networks (timed after warm-up)')
+    network.add_argument(
+        '--image_size',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help='LR size of the whole-image rows. Default: an Urban100 image, 1024x768 HR (384 512 at x2, 192 256 at x4)')
+    network.add_argument(
+        '--tile',
+        type=int,
+        nargs=2,
+        default=[128, 32],
+        metavar=('SIZE', 'OVERLAP'),
+        help='LR tile side and overlap of the tiled rows. Default: 128 32')
+
+
+def run_network_bench(args: argparse.Namespace) -> int:
+    """``basicsr bench --network NAME``: 0, or 2 with one line naming a bad flag."""
+    import basicsr_nlattn  # noqa: F401
+    from basicsr_nlattn.tools.bench_network import NetworkBenchSettings, run_network_benchmark
+    from basicsr_nlattn.utils import OptionError
+    batch = args.batch if args.batch is not None else 16 if args.device.startswith('cuda') else 2
+    settings = NetworkBenchSettings(
+        args.network,
+        scale=args.scale,
+        batch=batch,
+        size=args.size,
+        num_feat=args.num_feat,
+        num_block=args.num_block,
+        device=args.device,
+        repeats=args.repeats,
+        amp=args.amp,
+        compile=args.compile,
+        image_size=tuple(args.image_size) if args.image_size else None,
+        tile=tuple(args.tile))
+    try:
+        run_network_benchmark(settings, json_path=args.json)
+    except OptionError as error:
+        sys.stderr.write(f'basicsr bench: error: {error}\n')
+        return 2
+    return 0
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """``basicsr bench``: print the tables (and write JSON); measurements are side by side in this process."""
+    if args.network is not None:
+        return run_network_bench(args)
     if any(size < 1 for size in args.sizes + args.eval_sizes) or args.repeats < 1:
         sys.stderr.write('basicsr bench: error: --sizes, --eval_sizes and --repeats must be >= 1\n')
         return 2
@@ -173,6 +233,56 @@ def run_plot(args: argparse.Namespace) -> int:
         sys.stderr.write(f'basicsr plot: error: {error}\n')
         return 2
     print(f'Wrote {output} (from the {source})')
+    return 0
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        '-opt',
+        required=True,
+        metavar='FILE',
+        help='option file whose network_g is exported, with the weights of --weights or path.pretrain_network_g '
+        '(random weights when neither is given)')
+    parser.add_argument('--output', required=True, metavar='OUT.onnx', help='the ONNX model to write (or replace)')
+    parser.add_argument('--weights', metavar='FILE', help='checkpoint to use instead of path.pretrain_network_g')
+    parser.add_argument(
+        '--size',
+        type=int,
+        nargs=2,
+        default=[64, 64],
+        metavar=('H', 'W'),
+        help='LR input size, fixed in the model (with --dynamic: the size traced and checked first). Default: 64 64')
+    parser.add_argument(
+        '--dynamic',
+        action='store_true',
+        help='dynamic batch, height and width (not for networks with NLSA blocks: NLSN, CCLNN)')
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``basicsr export``: 0, or 2 with one line for a bad network, checkpoint, size or a model that fails the
+    check (nothing written then)."""
+    # isort: off
+    import basicsr_nlattn  # noqa: F401  (compat first: basicsr does not import on today's torchvision without it)
+    from basicsr_nlattn.tools.export import (OPSET_VERSION, ExportError, export_onnx, parse_size, prepare_network,
+                                             require_onnxruntime)
+    from basicsr_nlattn.utils import OptionError
+    # isort: on
+    try:
+        size = parse_size(args.size)
+        require_onnxruntime()
+        prepared = prepare_network(args.opt, args.weights)
+        checks = export_onnx(prepared, args.output, size, args.dynamic)
+    except (OptionError, ExportError) as error:
+        sys.stderr.write(f'basicsr export: error: {error}\n')
+        return 2
+    if prepared.weights is None:  # after the export: a failed one says one line only
+        sys.stderr.write('basicsr export: warning: neither --weights nor path.pretrain_network_g is set, exported '
+                         f'random weights (manual_seed {prepared.seed})\n')
+    axes = 'dynamic batch, height and width' if args.dynamic else 'fixed size'
+    print(f'Wrote {args.output}: {prepared.arch} ({prepared.weights or "random weights"}), ONNX opset '
+          f'{OPSET_VERSION}, {axes}')
+    for check in checks:
+        print(f'  {check.summary()}')
     return 0
 
 
@@ -256,9 +366,11 @@ def run_pipeline(command: str, option_file: str, pipeline_argv: List[str]) -> in
 
     Returns:
         int: 0 on success, 2 when an option is rejected (OptionError, one line): by the pre-flight check, before
-        anything was written, or by a network, loss or model as BasicSR builds it.
+        anything was written, or by a network, loss or model as BasicSR builds it; for a training run that stopped
+        early (RunStopped, one line), its code: 2 unreadable data or a failed save, 3 non-finite updates, 75
+        preempted by SIGTERM, SIGINT or SIGUSR1 (continue with ``--auto_resume``).
     """
-    from basicsr_nlattn.utils import OptionError, load_option_file
+    from basicsr_nlattn.utils import OptionError, RunStopped, load_option_file
     try:
         load_option_file(option_file)
         pipeline = _pipeline(command)
@@ -271,6 +383,9 @@ def run_pipeline(command: str, option_file: str, pipeline_argv: List[str]) -> in
     except OptionError as error:
         sys.stderr.write(f'basicsr {command}: error: {error}\n')
         return 2
+    except RunStopped as stopped:
+        sys.stderr.write(f'basicsr {command}: {stopped}\n')
+        return stopped.exit_code
     return 0
 
 
@@ -298,6 +413,8 @@ def main(argv: Optional[List[str]] = None, commands: Optional[List[str]] = None)
         return run_attention(args)
     if args.command == 'plot':
         return run_plot(args)
+    if args.command == 'export':
+        return run_export(args)
     return run_pipeline(args.command, args.opt, _forwarded_argv(args))
 
 

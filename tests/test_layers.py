@@ -1,6 +1,7 @@
 """The package's layers, read from the source with ``ast`` (nothing is imported or run).
 
-Bottom to top: ``utils`` and ``compat`` (0), ``archs`` (1), ``losses`` (2), ``models`` (3), ``tools`` (4), then
+Bottom to top: ``utils`` and ``compat`` (0), ``archs`` and ``data`` (1), ``losses`` (2), ``models`` (3), ``tools``
+and ``training`` (4), then
 ``cli``, the ``-m`` entry points ``train`` and ``test`` and the package ``__init__`` (5: it imports the archs,
 losses and models so that they register). A module may import from its own layer and the ones below it, and no
 module may reach itself through its imports (a cycle), whatever the layers. Imports inside functions count too.
@@ -18,9 +19,11 @@ LAYERS = {
     'compat': 0,
     'version': 0,
     'archs': 1,
+    'data': 1,
     'losses': 2,
     'models': 3,
     'tools': 4,
+    'training': 4,
     'cli': 5,
     'train': 5,
     'test': 5,

@@ -7,7 +7,6 @@ clears the records. It also redraws ENLCA's random features on schedule and keep
 """
 import contextlib
 import inspect
-import os
 from collections import OrderedDict
 from typing import Any, ContextManager, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -15,14 +14,15 @@ import torch
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
-from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.archs.attention.recording import recording_blocks
+from basicsr_nlattn.models.nonfinite import NonFiniteGuard, parse_nonfinite
 from basicsr_nlattn.models.tiled_inference import TiledInferenceMixin, autocast_to, parse_amp
+from basicsr_nlattn.models.training_state import AtomicCheckpointsMixin
 from basicsr_nlattn.utils.errors import OptionError
 
 
@@ -142,7 +142,7 @@ def bare_network(net: nn.Module) -> nn.Module:
 
 
 @MODEL_REGISTRY.register()
-class ContrastiveSRModel(TiledInferenceMixin, SRModel):
+class ContrastiveSRModel(AtomicCheckpointsMixin, TiledInferenceMixin, SRModel):
     """SRModel with the contrastive-feature protocol, scheduled random-feature redraws and tiled inference.
 
     Option keys beyond SRModel's:
@@ -174,6 +174,12 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
             training state holds no partial gradient). Not in PCLModel (its D steps every iteration). Default: 1.
         train.channels_last (bool): networks and batches (lq, gt) in ``torch.channels_last`` memory format, for
             faster convolutions on GPUs with tensor cores; the output is the same. Default: false.
+        train.nonfinite (dict): ``{action: skip | stop, max_consecutive: N}``: before each optimizer step the losses
+            of the step and the gradients (not with fp16, where the GradScaler skips non-finite gradients itself)
+            are checked; a NaN/Inf on any rank skips the update on all ranks (one all-reduce), logged with the
+            iteration, the term and the rank; more than N skipped updates in a row, or the first with ``stop``,
+            raise :class:`NonFiniteStop` (``basicsr train`` saves the last good weights, exits 3). Default:
+            ``{action: skip, max_consecutive: 10}``.
         val.tile (dict): ``{size, overlap}`` or ``{mode: chop}``, see ``tiled_inference.py``.
         val.amp (str | bool): ``bf16`` or ``fp16``: validation and test run under ``torch.autocast`` to that dtype
             (``TiledInferenceMixin.test``). Default: false.
@@ -203,6 +209,7 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
         self.accumulate = parse_accumulate(train_opt.get('accumulate', 1), type(self))
         self.channels_last = parse_channels_last(train_opt.get('channels_last', False))
         self.compile_networks = parse_compile(train_opt.get('compile', False))
+        self.nonfinite_guard = NonFiniteGuard(parse_nonfinite(train_opt.get('nonfinite')))
         super().init_training_settings()
         self.cri_contrast = [ContrastiveTerm(build_loss(opt).to(self.device), start) for opt, start in parsed]
         check_contrastive_blocks(contrastive_opt, [term.loss for term in self.cri_contrast],
@@ -260,8 +267,15 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
         (loss if scaler is None else scaler.scale(loss)).backward()
 
     def _optimizer_step(self, optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler], net: nn.Module,
-                        grad_clip: Optional[float]) -> None:
-        """One step of ``optimizer``: unscale (fp16), clip the norm of ``net``'s gradients, step, update the scale."""
+                        grad_clip: Optional[float], label: str, losses: Dict[str, Tensor], current_iter: int) -> bool:
+        """One step of ``optimizer`` unless ``train.nonfinite`` skips it (a NaN/Inf in ``losses`` or, without a
+        GradScaler, in ``net``'s gradients, on any rank): unscale (fp16), clip the norm of ``net``'s gradients,
+        step, update the scale. Returns whether it stepped."""
+        skipped = self.nonfinite_guard.check(label, current_iter, losses, net, scaler is None, self.device)
+        if skipped is not None:
+            get_root_logger().warning(skipped)
+            optimizer.zero_grad(set_to_none=True)
+            return False
         if scaler is not None and grad_clip is not None:
             scaler.unscale_(optimizer)
         if grad_clip is not None:
@@ -271,23 +285,11 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
         else:
             scaler.step(optimizer)
             scaler.update()
+        return True
 
     def _grad_scalers(self) -> Dict[str, torch.amp.GradScaler]:
         """The GradScaler of each optimizer, by network label (``g``; a subclass adds its own)."""
         return {} if self.scaler_g is None else {'g': self.scaler_g}
-
-    @master_only
-    def save_training_state(self, epoch: int, current_iter: int) -> None:
-        """BasicSR's training state, plus the GradScalers' states under ``grad_scalers`` with ``train.amp: fp16``
-        (a key BasicSR's own ``resume_training`` ignores, so the file loads without amp too)."""
-        super().save_training_state(epoch, current_iter)
-        scalers = self._grad_scalers()
-        if current_iter == -1 or not scalers:
-            return
-        save_path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
-        state = torch.load(save_path, map_location='cpu', weights_only=True)
-        state['grad_scalers'] = {label: scaler.state_dict() for label, scaler in scalers.items()}
-        torch.save(state, save_path)
 
     def resume_training(self, resume_state: Dict[str, Any]) -> None:
         """BasicSR's resume, plus the GradScalers' states when the state has them and ``train.amp`` is fp16."""
@@ -397,13 +399,15 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
                         l_total = l_total + value
                 self._backward(l_total / self.accumulate, self.scaler_g)
                 loss_dict.update(g_losses)
-        if update_g and last:
-            self._optimizer_step(self.optimizer_g, self.scaler_g, self.net_g, self.grad_clip)
-            if self.ema_decay > 0:
-                self.model_ema(decay=self.ema_decay)
-        self._clear_records()
         for name, value in loss_dict.items():
             self._step_losses[name] = self._step_losses.get(name, 0) + value.detach().float() / self.accumulate
+        if update_g and last:
+            g_terms = {name: self._step_losses[name] for name in g_losses}
+            stepped = self._optimizer_step(self.optimizer_g, self.scaler_g, self.net_g, self.grad_clip, 'net_g', g_terms,
+                                           current_iter)
+            if stepped and self.ema_decay > 0:
+                self.model_ema(decay=self.ema_decay)
+        self._clear_records()
         if last:
             self.log_dict = self.reduce_loss_dict(self._step_losses)
             self._step_losses = OrderedDict()

@@ -183,8 +183,10 @@ class PCLModel(ContrastiveSRModel):
         return self.cri_pcl(
             net_d.features(self.output), [f[:num_pos] for f in sample_features], [f[num_pos:] for f in sample_features])
 
-    def _optimize_d(self, positives: Optional[torch.Tensor], negatives: Optional[torch.Tensor]) -> torch.Tensor:
-        """One D step: HR (and, with ``discriminator_samples``, the positives) real; SR (and the negatives) fake."""
+    def _optimize_d(self, positives: Optional[torch.Tensor], negatives: Optional[torch.Tensor],
+                    current_iter: int) -> torch.Tensor:
+        """One D step: HR (and, with ``discriminator_samples``, the positives) real; SR (and the negatives) fake;
+        skipped like G's under ``train.nonfinite``."""
         self.net_d.requires_grad_(True)
         self.optimizer_d.zero_grad()
         real, fake = self.gt, self.output.detach()
@@ -194,7 +196,7 @@ class PCLModel(ContrastiveSRModel):
         with autocast_to(self.device, self.amp):
             l_d = self.cri_d(self.net_d(real), self.net_d(fake))
         self._backward(l_d, self.scaler_d)
-        self._optimizer_step(self.optimizer_d, self.scaler_d, self.net_d, None)
+        self._optimizer_step(self.optimizer_d, self.scaler_d, self.net_d, None, 'net_d', {'l_d': l_d}, current_iter)
         return l_d.detach()
 
     def _grad_scalers(self) -> Dict[str, torch.amp.GradScaler]:
@@ -221,7 +223,7 @@ class PCLModel(ContrastiveSRModel):
         self._pcl_samples = (positives, negatives) if use_pcl else None
         log = OrderedDict()
         if not self.freeze_d:
-            log['l_d'] = self._optimize_d(positives, negatives)
+            log['l_d'] = self._optimize_d(positives, negatives, current_iter)
         if update_g:  # the G step's backward goes through D (l_pcl) but must not leave D gradients
             self.net_d.requires_grad_(False)
         return log

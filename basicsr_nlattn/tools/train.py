@@ -1,12 +1,24 @@
-"""``basicsr train``: BasicSR's own ``train_pipeline`` (options, data, model, training loop, logs, checkpoints),
-with the pre-flight check of :mod:`basicsr_nlattn.tools.option_check` run on the parsed options before BasicSR
-makes or renames any folder."""
+"""``basicsr train``: BasicSR's options and pre-flight check, then the training loop of
+:mod:`basicsr_nlattn.training.loop` (BasicSR's loop with atomic checkpoints, exact resume, preemption and fault
+handling). The pre-flight check of :mod:`basicsr_nlattn.tools.option_check` runs on the parsed options before
+BasicSR makes or renames any folder."""
+import torch
+
 from basicsr_nlattn import compat
 from basicsr_nlattn.tools.option_check import preflight
+from basicsr_nlattn.training.loop import run_training
 
 
 def train_pipeline(root_path: str) -> None:
-    """Train from the option file given on the command line (``-opt``); runs write under ``root_path``."""
-    import basicsr.train
+    """Train from the option file given on the command line (``-opt``); runs write under ``root_path``.
+
+    Raises:
+        OptionError: a bad option or an unreadable resume state, before anything is written.
+        RunStopped: the run ended early (preempted, non-finite updates, unreadable data, a failed save).
+    """
+    import basicsr.utils.options
     with compat.after_parse_options(preflight):
-        basicsr.train.train_pipeline(root_path)
+        opt, args = basicsr.utils.options.parse_options(root_path, is_train=True)
+    opt['root_path'] = root_path
+    torch.backends.cudnn.benchmark = True
+    run_training(opt, args.opt)

@@ -1,10 +1,12 @@
 """The bottom layer: what every layer of the package may use, importing nothing else of it.
 
-``errors`` (OptionError, the one type for bad options), ``option_file`` (reading an option file as BasicSR does)
-and ``image_files`` (bicubic LR images and PNGs written whole, for the data scripts).
+``errors`` (OptionError, the one type for bad options; RunStopped, a run ended with a one-line reason),
+``option_file`` (reading an option file as BasicSR does), ``image_files`` (bicubic LR images and PNGs written whole,
+for the data scripts), and for long runs ``checkpoint_files`` (atomic saves), ``rng_states``, ``stop_signals`` and
+``distributed`` (agreements between ranks).
 """
-from basicsr_nlattn.utils.errors import OptionError, as_option_errors
+from basicsr_nlattn.utils.errors import OptionError, RunStopped, as_option_errors
 from basicsr_nlattn.utils.image_files import bicubic_downscale, write_png
 from basicsr_nlattn.utils.option_file import load_option_file
 
-__all__ = ['OptionError', 'as_option_errors', 'bicubic_downscale', 'load_option_file', 'write_png']
+__all__ = ['OptionError', 'RunStopped', 'as_option_errors', 'bicubic_downscale', 'load_option_file', 'write_png']

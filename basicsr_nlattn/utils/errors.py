@@ -22,3 +22,13 @@ def as_option_errors() -> Iterator[None]:
         raise
     except ValueError as error:
         raise OptionError(str(error)) from error
+
+
+class RunStopped(Exception):
+    """A training run that ended early on purpose or on a fault, with nothing lost: ``basicsr train`` prints the
+    message (one line) and exits with ``exit_code`` (2 a fault: unreadable data, a failed save; 3 non-finite
+    updates; 75 preempted by a signal)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

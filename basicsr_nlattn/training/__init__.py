@@ -1,0 +1,1 @@
+"""The training loop of ``basicsr train`` (``loop``) and the choice of the state it resumes from (``resume``)."""

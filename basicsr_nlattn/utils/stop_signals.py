@@ -1,0 +1,50 @@
+"""Preemption: SIGTERM, SIGINT and SIGUSR1 ask a training run to stop at the end of its current iteration.
+
+Schedulers announce the end of a job with a signal (SLURM: ``#SBATCH --signal=USR1@120``; Kubernetes and most
+clusters: SIGTERM, then SIGKILL after a grace period; Ctrl-C: SIGINT). The handler only records the signal; the
+training loop checks it after each optimizer step, the ranks agree in one collective, and every rank saves and
+exits with :data:`PREEMPTED_EXIT_CODE`. A second SIGINT interrupts at once (KeyboardInterrupt), for an impatient
+Ctrl-C; the last saved training state is then the one to resume from.
+"""
+import signal
+import types
+from typing import Any, Dict, Optional
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the run is whole and can be continued (--auto_resume)
+
+
+class StopRequest:
+    """Records the first stop signal while installed (a context manager restoring the previous handlers)."""
+
+    def __init__(self) -> None:
+        self.signal_name: Optional[str] = None
+        self._previous: Dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+    def _handle(self, signum: int, frame: Optional[types.FrameType]) -> None:
+        name = signal.Signals(signum).name
+        if signum == signal.SIGINT and self.signal_name == name:
+            raise KeyboardInterrupt
+        if self.signal_name is None:
+            self.signal_name = name
+
+    def __enter__(self) -> 'StopRequest':
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+
+def ignore_stop_signals() -> None:
+    """For data-loader workers: a signal sent to the whole process group must not kill them mid-batch; the
+    training process decides when to stop and shuts them down itself."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)

@@ -1,0 +1,115 @@
+"""Tiny training runs for the long-run tests: option files that cross an epoch boundary in a few iterations, and
+the weights they end with."""
+import os
+import signal
+import subprocess
+import time
+from os import path as osp
+from typing import Any, Dict, List, Optional
+
+import torch
+from helpers.options import tiny_demo_option, write_option
+from helpers.runs import basicsr_command, subprocess_env
+
+# 11 demo images, batch 2, no enlargement: 5 iterations an epoch (BasicSR's loader drops the last, partial batch).
+ITERS_PER_EPOCH = 5
+NETWORKS = {
+    'ENLCN': {
+        'type': 'ENLCN',
+        'num_feat': 8,
+        'num_block': 2,
+        'attn_every': 2,
+        'reduction': 2,
+        'num_random_features': 8,
+        'redraw_interval': 2,
+    },
+    'NLSN': {
+        'type': 'NLSN',
+        'num_feat': 8,
+        'num_block': 2,
+        'attn_every': 2,
+        'chunk_size': 16,
+        'n_hashes': 2,
+        'reduction': 2,
+    },
+    'EDSR': {
+        'type': 'EDSR',
+        'num_feat': 8,
+        'num_block': 1,
+    },
+}
+
+
+def long_run_option(kind: str, name: str, experiments_root: str, demo_data_root: str, total_iter: int,
+                    save_freq: int, workers: int = 0) -> Dict[str, Any]:
+    """A tiny run of ``kind`` (ENLCN with its contrastive loss and redraws, NLSN, or PCL: EDSR with a Haar D)
+    under ``experiments_root``, data read from ``demo_data_root`` whatever the working directory."""
+    opt = tiny_demo_option(name, total_iter=total_iter, logger__print_freq=1, logger__save_checkpoint_freq=save_freq,
+                           val__val_freq=save_freq)
+    opt['path']['experiments_root'] = experiments_root
+    for phase in ('train', 'val'):
+        for key in ('dataroot_gt', 'dataroot_lq'):
+            opt['datasets'][phase][key] = osp.join(demo_data_root, opt['datasets'][phase][key])
+    opt['datasets']['train'].update(batch_size_per_gpu=2, gt_size=32, dataset_enlarge_ratio=1,
+                                    num_worker_per_gpu=workers)
+    network = 'EDSR' if kind == 'PCL' else kind
+    opt['network_g'] = {'num_in_ch': 3, 'num_out_ch': 3, 'upscale': 4, **NETWORKS[network]}
+    if kind == 'ENLCN':
+        opt['train']['contrastive_opt']['start_iter'] = 2
+    else:
+        del opt['train']['contrastive_opt']
+    if kind == 'PCL':
+        opt['model_type'] = 'PCLModel'
+        opt['network_d'] = {'type': 'HaarDiscriminator', 'num_feat': 8, 'num_stages': 4}
+        opt['train'].update(optim_d={'type': 'Adam', 'lr': 1e-4}, pcl_opt={'num_pos': 2, 'num_neg': 2})
+    return opt
+
+
+def write_long_run(opt: Dict[str, Any], folder: str, filename: str) -> str:
+    os.makedirs(folder, exist_ok=True)
+    return write_option(opt, folder, filename)
+
+
+def final_weights(experiments_root: str, labels: List[str]) -> Dict[str, torch.Tensor]:
+    """The parameters of ``models/<label>_latest.pth`` for each label, keyed ``label/name``."""
+    weights = {}
+    for label in labels:
+        saved = torch.load(osp.join(experiments_root, 'models', f'{label}_latest.pth'), weights_only=True)
+        weights.update({f'{label}/{name}': value for name, value in saved['params'].items()})
+    return weights
+
+
+def max_difference(first: Dict[str, torch.Tensor], second: Dict[str, torch.Tensor]) -> float:
+    assert sorted(first) == sorted(second)
+    return max((first[name].double() - second[name].double()).abs().max().item() for name in first)
+
+
+def signal_after_log_line(command: List[str], cwd: str, log_text: str, experiments_root: str, signum: int,
+                          timeout: float = 300, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+    """Start ``command``, send ``signum`` to it once ``log_text`` is in the experiment's log, wait for the end."""
+    process = subprocess.Popen(command, cwd=cwd, env=env or subprocess_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and process.poll() is None:
+            logs = [name for name in os.listdir(experiments_root) if name.endswith('.log')] if osp.isdir(
+                experiments_root) else []
+            texts = []
+            for name in logs:
+                with open(osp.join(experiments_root, name), encoding='utf-8') as file:
+                    texts.append(file.read())
+            if any(log_text in text for text in texts):
+                process.send_signal(signum)
+                break
+            time.sleep(0.05)
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def train_command(option_file: str, *flags: str) -> List[str]:
+    return basicsr_command() + ['train', '-opt', option_file, *flags]
+
+
