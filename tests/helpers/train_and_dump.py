@@ -1,9 +1,9 @@
 """``python -m basicsr_nlattn.train`` plus a dump of every rank's final network, for ``tests/test_distributed.py``.
 
 Launched by torchrun instead of ``-m basicsr_nlattn.train``, with the same flags (``-opt FILE --launcher pytorch``).
-It trains through the real entry point (``basicsr_nlattn.cli.module_main('train')``, which runs BasicSR's
-``basicsr.train.train_pipeline`` from the working directory), keeps a reference to the model that
-``basicsr.train.build_model`` builds, and writes to ``$DUMP_DIR``:
+It trains through the real entry point (``basicsr_nlattn.cli.module_main('train')``, which runs the training loop
+of :mod:`basicsr_nlattn.training.loop` from the working directory), keeps a reference to the model that the loop's
+``build_model`` (BasicSR's) builds, and writes to ``$DUMP_DIR``:
 
 - ``rank<RANK>.pth``: the bare ``net_g``'s final state dict (parameters and buffers). Only rank 0 saves BasicSR
   checkpoints; this shows what every rank holds.
@@ -29,10 +29,10 @@ def _random_features(net):
 
 
 def main() -> int:
-    import basicsr.train  # after basicsr_nlattn
+    from basicsr_nlattn.training import loop
     dump_dir = os.environ['DUMP_DIR']
     built, redraws = [], {}
-    build_model = basicsr.train.build_model
+    build_model = loop.build_model
 
     def build_and_keep(opt):
         model = build_model(opt)
@@ -47,7 +47,7 @@ def main() -> int:
             model.redraw_random_features = redraw_and_record
         return model
 
-    basicsr.train.build_model = build_and_keep
+    loop.build_model = build_and_keep
     code = module_main('train')
     if code != 0:
         return code
