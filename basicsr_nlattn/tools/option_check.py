@@ -23,9 +23,12 @@ from basicsr_nlattn.models.contrastive_sr_model import (ContrastiveSRModel, chec
                                                         check_no_data_parallel, contrastive_opt_key, parse_accumulate,
                                                         parse_channels_last, parse_compile, parse_contrastive_opt,
                                                         parse_grad_clip, parse_train_amp)
+from basicsr_nlattn.data import parse_skip_bad
+from basicsr_nlattn.models.nonfinite import parse_nonfinite
 from basicsr_nlattn.models.pcl_model import PCLModel, check_embedding_network, parse_pcl_training
 from basicsr_nlattn.models.tiled_inference import parse_amp, parse_self_ensemble, parse_tile_options
 from basicsr_nlattn.tools.paper_results import paper_row_name
+from basicsr_nlattn.training.resume import parse_keep_states
 from basicsr_nlattn.utils.errors import OptionError
 
 # 'ENLCA.amplification must be > 0, got -1' or 'WithAttention.base.type: ...': the class, the argument, the rest.
@@ -205,7 +208,7 @@ def _check_losses(train_opt: Dict[str, Any]) -> None:
 def _check_model_training(opt: Dict[str, Any], net_g: nn.Module, net_d: Optional[nn.Module]) -> None:
     """What our models read in ``init_training_settings``, by their own parsers: ``train.contrastive_opt`` (its
     losses built and their blocks found in ``net_g``), ``train.grad_clip``, ``train.amp``, ``train.compile``,
-    ``train.accumulate`` and ``train.channels_last`` for ContrastiveSRModel and its subclasses; ``train.pcl_opt``
+    ``train.accumulate``, ``train.channels_last`` and ``train.nonfinite`` for ContrastiveSRModel and its subclasses; ``train.pcl_opt``
     (its loss built, its layers found in ``net_d``), ``train.optim_d``, ``train.freeze_d`` and ``network_d`` for
     PCLModel."""
     model_class = MODEL_REGISTRY.get(opt['model_type'])
@@ -222,12 +225,21 @@ def _check_model_training(opt: Dict[str, Any], net_g: nn.Module, net_d: Optional
         parse_compile(train_opt.get('compile', False))
         parse_accumulate(train_opt.get('accumulate', 1), model_class)
         parse_channels_last(train_opt.get('channels_last', False))
+        parse_nonfinite(train_opt.get('nonfinite'))
     if issubclass(model_class, PCLModel):
         loss_opt = parse_pcl_training(opt).pcl['loss']  # raises first when network_d is missing
         check_embedding_network(opt, net_d)
         cri_pcl = _build_loss('train.pcl_opt', loss_opt)
         with _constructor_errors_at('train.pcl_opt', loss_opt):
             cri_pcl.check_layers(net_d.num_features)
+
+
+def _check_long_run_options(opt: Dict[str, Any]) -> None:
+    """What ``basicsr train``'s loop reads for any model: ``logger.keep_states`` and ``datasets.*.skip_bad`` (with
+    ``skip_bad_max_fraction``)."""
+    parse_keep_states((opt.get('logger') or {}).get('keep_states'))
+    for phase, dataset_opt in (opt.get('datasets') or {}).items():
+        parse_skip_bad(phase, dataset_opt or {})
 
 
 def _check_inference_options(opt: Dict[str, Any]) -> None:
@@ -249,7 +261,8 @@ def check_options(opt: Dict[str, Any]) -> None:
     built (``perceptual_opt``: its type only, it loads VGG weights), and our models' own options are parsed by
     their parsers (``train.contrastive_opt`` with the blocks its losses need in ``network_g``,
     ``train.grad_clip``, ``train.amp``, ``train.compile``, ``train.accumulate``, ``train.channels_last``,
-    ``train.pcl_opt`` with ``network_d`` and ``train.optim_d``); ``val.tile``, ``val.self_ensemble``, ``val.amp``
+    ``train.nonfinite``, ``train.pcl_opt`` with ``network_d`` and ``train.optim_d``), ``logger.keep_states`` and
+    ``datasets.*.skip_bad``; ``val.tile``, ``val.self_ensemble``, ``val.amp``
     and ``val.compare_to_paper`` parse; dataset folders, ``meta_info_file``, ``path.pretrain_network_*`` and
     ``path.resume_state`` exist; LMDB datasets have ``meta_info.txt`` and, paired, the same keys.
 
@@ -267,6 +280,7 @@ def check_options(opt: Dict[str, Any]) -> None:
         net_d = build_network_on_meta(opt, 'network_d') if 'network_d' in opt else None
         _check_losses(opt.get('train') or {})
         _check_model_training(opt, net_g, net_d)
+        _check_long_run_options(opt)
     _check_inference_options(opt)
     paper_row_name(opt)
     _check_paths(opt)
