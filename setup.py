@@ -34,6 +34,10 @@ setup(
         'packaging',
         'matplotlib',
     ],
-    extras_require={'test': ['pytest>=7']},
+    # export: basicsr export and scripts/inference.py --onnx (torch.onnx's TorchScript exporter needs nothing more)
+    extras_require={
+        'test': ['pytest>=7'],
+        'export': ['onnx', 'onnxruntime']
+    },
     entry_points={'console_scripts': ['basicsr = basicsr_nlattn.cli:main']},
 )

@@ -10,4 +10,4 @@ fi
 . "$venv/bin/activate"
 echo "Installing basicsr_nlattn and its dependencies into $venv (the first time takes a few minutes)"
 python -m pip install --quiet --progress-bar off --upgrade pip
-python -m pip install --quiet --progress-bar off -e ".[test]"
+python -m pip install --quiet --progress-bar off -e ".[test,export]"

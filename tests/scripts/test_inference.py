@@ -1,4 +1,6 @@
 """scripts/inference.py: tiled equals whole-image for a conv-only net, inputs are never overwritten, clear errors."""
+import functools
+import runpy
 import subprocess
 import sys
 from os import path as osp
@@ -97,3 +99,66 @@ def test_inputs_are_never_overwritten_and_errors_are_named(workdir):
     assert result.returncode == 2 and 'broken.png' in result.stderr
     result = run(workdir, '--input', 'missing', '--output', 'out')
     assert result.returncode == 2 and "--input: 'missing' is neither an image nor a folder" in result.stderr
+
+
+@pytest.fixture(scope='module')
+def onnx_workdir(tmp_path_factory):
+    """A folder with the coffee input, a tiny ENLCN (exportable, non-local), its option file, weights and both ONNX
+    models of basicsr export, one at the input's size (70x90) and one with dynamic axes; shared by the tests below."""
+    pytest.importorskip('onnxruntime')  # a guard only: scripts/setup_env.sh installs the export extra
+    from helpers.models import TINY_ENLCN
+
+    from basicsr_nlattn import cli
+    workdir = tmp_path_factory.mktemp('onnx')
+    (workdir / 'inputs').mkdir()
+    cv2.imwrite(str(workdir / 'inputs' / 'coffee.png'), skdata.coffee()[:70, :90, ::-1])
+    torch.manual_seed(0)
+    weights = str(workdir / 'enlcn.pth')  # absolute: basicsr export runs from this process's directory
+    torch.save({'params': build_network(dict(TINY_ENLCN)).state_dict()}, weights)
+    opt = {'name': 'infer', 'scale': 2, 'network_g': TINY_ENLCN, 'path': {'pretrain_network_g': weights}}
+    option = write_option(opt, str(workdir), 'enlcn.yml')
+    for name, flags in (('fixed', ['--size', '70', '90']), ('dynamic', ['--size', '24', '24', '--dynamic'])):
+        assert cli.main(['export', '-opt', option, '--output', str(workdir / f'{name}.onnx'), *flags]) == 0
+    return workdir
+
+
+def run_in_process(workdir, monkeypatch, capsys, *args):
+    """scripts/inference.py -opt enlcn.yml ARGS in this process (the imports are done: seconds less per run)."""
+    monkeypatch.chdir(workdir)
+    monkeypatch.setattr(sys, 'argv', [SCRIPT, '-opt', 'enlcn.yml', *args])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(SCRIPT, run_name='__main__')
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def super_resolved(workdir, monkeypatch, capsys, folder, *flags):
+    """The PNG that scripts/inference.py writes into ``folder`` with ``flags`` (the run must succeed)."""
+    code, err = run_in_process(workdir, monkeypatch, capsys, '--input', 'inputs', '--output', folder, *flags)
+    assert code == 0, err
+    return cv2.imread(str(workdir / folder / 'coffee_x2.png')).astype(int)
+
+
+def test_onnx_model_gives_the_png_of_the_pytorch_network(onnx_workdir, monkeypatch, capsys):
+    run = functools.partial(super_resolved, onnx_workdir, monkeypatch, capsys)
+    whole = run('torch')
+    assert whole.shape == (140, 180, 3) and whole.std() > 10
+    for model in ('fixed', 'dynamic'):
+        assert np.abs(run(model, '--onnx', f'{model}.onnx') - whole).max() <= 1
+    tiled = run('tiled_torch', '--tile', '32', '8')  # tiles of several sizes: the dynamic model only
+    assert np.abs(run('tiled_onnx', '--tile', '32', '8', '--onnx', 'dynamic.onnx') - tiled).max() <= 1
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--onnx', 'fixed.onnx', '--tile', '32', '8'], "--onnx: 'fixed.onnx' takes 70x90 inputs only, so tiles and chop "
+     'quadrants (--tile, --chop or val.tile) need a model exported with basicsr export --dynamic'),
+    (['--onnx', 'fixed.onnx', '--self_ensemble'], "--onnx: 'fixed.onnx' takes 70x90 inputs only, so the "
+     "self-ensemble's rotated inputs need a square size or a model exported with basicsr export --dynamic"),
+    (['--onnx', 'dynamic.onnx', '--weights', 'enlcn.pth'], '--weights: an ONNX model carries its own weights; '
+     'drop --weights or --onnx'),
+    (['--onnx', 'missing.onnx'], "--onnx: model 'missing.onnx' does not exist"),
+])
+def test_what_an_onnx_model_cannot_do_is_one_line_before_anything_is_written(onnx_workdir, monkeypatch, capsys, flags,
+                                                                             message):
+    code, err = run_in_process(onnx_workdir, monkeypatch, capsys, '--input', 'inputs', '--output', 'out', *flags)
+    assert code == 2 and err == f'inference: error: {message}\n', err
+    assert not (onnx_workdir / 'out').exists()

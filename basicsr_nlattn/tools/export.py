@@ -1,0 +1,443 @@
+"""``basicsr export``: ``network_g`` of an option file as an ONNX model, checked against PyTorch before it is written.
+
+    basicsr export -opt options/test_ENLCN_x4.yml --output ENLCN_x4.onnx              # 1 x 3 x 64 x 64 inputs
+    basicsr export -opt options/test_ENLCN_x4.yml --output ENLCN_x4.onnx --dynamic    # any batch, height, width
+    python scripts/inference.py -opt options/test_ENLCN_x4.yml --onnx ENLCN_x4.onnx --input LR/ --output SR/
+
+Networks: ENLCN, NLSN, CCLNN and WithAttention (``EXPORTABLE_ARCHS``). Weights as ``scripts/inference.py`` loads
+them: ``--weights``, else ``path.pretrain_network_g`` (``params_ema``, else ``params``, else the file's own
+mapping, strictly); with neither, random weights seeded by ``manual_seed``. The network is traced in eval mode by
+``torch.onnx.export``'s TorchScript exporter (``dynamo=False``, opset 17): it needs only ``onnx`` and
+``onnxruntime`` (the ``export`` extra), exports these networks in about a second on a CPU (the torch.export-based
+exporter also works, in several seconds, with ``onnxscript`` on top), and runs forward hooks, which WithAttention
+inserts its blocks with. Then onnxruntime runs the model on a photograph (scikit-image's astronaut, downscaled to
+the input size; with ``--dynamic`` also a batch of two photographs at another size) and its output must be within
+``TOLERANCE`` (max abs, images in [0, 1]) of PyTorch's. The model is written under a temporary name in the output's
+folder and renamed once the check passed: an existing file is replaced by a checked model, or not at all.
+
+NLSA blocks (NLSN, CCLNN, WithAttention with NLSA or CCLNBlock): in eval mode a block draws its rotations from a
+generator seeded with ``eval_seed`` on every call; the graph holds those rotations as constants (drawn once, the same
+values), no random op. The bucket count and the chunk padding follow from the input size and are fixed when traced,
+so these networks export at a fixed size only (``--dynamic`` is refused, naming the network). NLSA sorts positions by
+bucket with ``torch.sort``, which on the CPU does not keep a bucket's positions in position order; ONNX's TopK does
+(its specification breaks ties by index). Both are NLSA's bucket order (Eq. 8-9), but they fill the chunks
+differently at bucket boundaries, so during the trace and the PyTorch reference ties are broken by position (one sort
+of unique keys, ``code * n + position``): the check compares like with like, and the difference to PyTorch's own
+``torch.sort`` order is reported beside it.
+"""
+import contextlib
+import copy
+import os
+import warnings
+from os import path as osp
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from basicsr_nlattn.archs.attention import nlsa as nlsa_module
+from basicsr_nlattn.archs.attention.nlsa import NLSA
+from basicsr_nlattn.utils.errors import OptionError, as_option_errors
+
+EXPORTABLE_ARCHS = ('ENLCN', 'NLSN', 'CCLNN', 'WithAttention')
+OPSET_VERSION = 17
+TOLERANCE = 1e-4
+INPUT_NAME, OUTPUT_NAME = 'lq', 'sr'
+DYNAMIC_AXES = {
+    INPUT_NAME: {
+        0: 'batch',
+        2: 'height',
+        3: 'width'
+    },
+    OUTPUT_NAME: {
+        0: 'batch',
+        2: 'sr_height',
+        3: 'sr_width'
+    }
+}
+INSTALL_HINT = 'pip install -e ".[export]"'
+# onnxruntime's exceptions (pybind11 classes derived from Exception only) for a model it cannot load or run
+ONNXRUNTIME_ERRORS = ('Fail', 'InvalidArgument', 'NoSuchFile', 'InvalidProtobuf', 'InvalidGraph', 'RuntimeException',
+                      'NotImplemented', 'EPFail')
+
+
+class ExportError(ValueError):
+    """The network was traced, but the model cannot be run or does not match PyTorch; nothing was written."""
+
+
+class PreparedNetwork(NamedTuple):
+    net: nn.Module  # in eval mode, on the CPU
+    arch: str  # network_g.type
+    weights: Optional[str]  # the checkpoint loaded, None for random weights
+    seed: int  # the seed of random weights (and of nothing else)
+
+
+class CheckResult(NamedTuple):
+    photos: str  # e.g. 'astronaut' or 'astronaut, coffee'
+    input_shape: Tuple[int, ...]  # (b, c, h, w)
+    output_shape: Tuple[int, ...]  # (b, c, s h, s w)
+    max_difference: float  # max |onnxruntime - PyTorch|, compared against TOLERANCE
+    torch_sort_difference: Optional[float]  # NLSA only: max |onnxruntime - PyTorch with torch.sort's tie order|
+
+    def summary(self) -> str:
+        """One line for ``basicsr export``: the shapes and the differences."""
+        line = (f'onnxruntime against PyTorch on {self.photos}, {_shape_text(self.input_shape)} -> '
+                f'{_shape_text(self.output_shape)}: max abs difference {self.max_difference:.1e} (tolerance '
+                f'{TOLERANCE:.0e})')
+        if self.torch_sort_difference is not None:
+            line += (f"; against PyTorch with torch.sort's own tie order in NLSA's buckets (as basicsr test runs it "
+                     f'on this machine): {self.torch_sort_difference:.1e}')
+        return line
+
+
+def require_onnxruntime() -> Any:
+    """The ``onnxruntime`` module, after checking that ``onnx`` is there too; an OptionError with the install line
+    when either is missing."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as error:
+        raise OptionError(f'onnx and onnxruntime are needed for ONNX models ({error.name} is missing): '
+                          f'{INSTALL_HINT}') from error
+    return onnxruntime
+
+
+def onnxruntime_errors(onnxruntime: Any) -> Tuple[type, ...]:
+    """The exception classes onnxruntime raises for a model it cannot load or run."""
+    state = onnxruntime.capi.onnxruntime_pybind11_state
+    return tuple(getattr(state, name) for name in ONNXRUNTIME_ERRORS if hasattr(state, name))
+
+
+def _checkpoint_state(weights: str, key: str) -> Dict[str, Tensor]:
+    """The state dict of ``weights`` as ``scripts/inference.py`` reads it: ``params_ema``, else ``params``, else the
+    file's own mapping."""
+    if not osp.isfile(weights):
+        raise OptionError(f"{key}: checkpoint '{weights}' does not exist")
+    try:
+        checkpoint = torch.load(weights, map_location='cpu', weights_only=True)
+    except Exception as error:  # other bytes: KeyError, UnpicklingError, EOFError, RuntimeError... from the unpickler
+        problem = f'{type(error).__name__}: {_first_line(error)}'
+        raise OptionError(f"{key}: '{weights}' is not a PyTorch checkpoint ({problem})") from error
+    if not isinstance(checkpoint, dict):
+        raise OptionError(f"{key}: '{weights}' holds a {type(checkpoint).__name__}, not a state dict")
+    return checkpoint.get('params_ema', checkpoint.get('params', checkpoint))
+
+
+def _check_arch(opt: Dict[str, Any]) -> str:
+    """``network_g.type``, one of ``EXPORTABLE_ARCHS``, with every argument checked on the meta device."""
+    from basicsr_nlattn.tools.option_check import build_network_on_meta
+    build_network_on_meta(opt, 'network_g')  # a mapping, a registered type, arguments its constructor accepts
+    arch = opt['network_g']['type']
+    if arch not in EXPORTABLE_ARCHS:
+        raise OptionError(f"network_g.type: '{arch}' has no export support; exportable: {', '.join(EXPORTABLE_ARCHS)} "
+                          '(WithAttention wraps any registered BasicSR network)')
+    return arch
+
+
+def prepare_network(option_file: str, weights: Optional[str] = None) -> PreparedNetwork:
+    """Build ``network_g`` of ``option_file`` in eval mode on the CPU and load its weights (module docstring).
+
+    Raises OptionError, before anything is written, for a network that cannot be exported or built, a missing or
+    unreadable checkpoint and one that does not fit the network strictly.
+    """
+    from basicsr.archs import build_network
+
+    from basicsr_nlattn.utils.option_file import load_option_file
+    opt = load_option_file(option_file)
+    arch = _check_arch(opt)
+    key = '--weights' if weights else 'path.pretrain_network_g'
+    weights = weights or (opt.get('path') or {}).get('pretrain_network_g')
+    state = _checkpoint_state(weights, key) if weights else None
+    seed = opt.get('manual_seed') or 0
+    with torch.random.fork_rng(devices=[]), as_option_errors():
+        torch.manual_seed(seed)
+        net = build_network(copy.deepcopy(opt['network_g']))
+    if state is not None:
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise OptionError(f"{key}: '{weights}' does not fit network_g ({arch}): {_first_problem(error)}") from error
+    return PreparedNetwork(net.eval(), arch, weights, seed)
+
+
+def check_dynamic_support(net: nn.Module, arch: str) -> None:
+    """Raise OptionError when ``net`` cannot be exported with dynamic height and width (NLSA blocks)."""
+    blocks = [name for name, module in net.named_modules() if isinstance(module, NLSA)]
+    if blocks:
+        raise OptionError(f'--dynamic: {arch} cannot be exported with dynamic height and width: its NLSA blocks '
+                          f"({', '.join(blocks)}) fix the bucket count and chunk padding at the traced size; export "
+                          'a fixed input size with --size H W')
+
+
+def input_channels(net: nn.Module) -> int:
+    """Input channels of ``net``: those of its first convolution (1 or 3 for the check photographs)."""
+    first = next((module for module in net.modules() if isinstance(module, nn.Conv2d)), None)
+    channels = first.in_channels if first is not None else None
+    if channels not in (1, 3):
+        raise OptionError(f'network_g: takes {channels} input channels; the export check runs photographs, RGB (3) '
+                          'or grey (1)')
+    return channels
+
+
+def photo_batch(names: Sequence[str], height: int, width: int, channels: int = 3) -> Tensor:
+    """scikit-image's photographs ``names`` (``astronaut``, ``coffee``, ...) centre-cropped to the aspect ratio of
+    ``height`` x ``width`` and resized to it (``cv2.INTER_AREA``; grey for one channel).
+
+    Returns:
+        Tensor: (len(names), channels, height, width) float32 in [0, 1].
+    """
+    import cv2
+    from skimage import data as skimage_data
+
+    images = []
+    for name in names:
+        photo = getattr(skimage_data, name)()  # (H, W, 3) uint8 RGB
+        rows, cols = photo.shape[:2]
+        crop_rows, crop_cols = min(rows, round(cols * height / width)), min(cols, round(rows * width / height))
+        top, left = (rows - crop_rows) // 2, (cols - crop_cols) // 2
+        resized = cv2.resize(
+            photo[top:top + crop_rows, left:left + crop_cols], (width, height), interpolation=cv2.INTER_AREA)
+        image = torch.from_numpy(resized).permute(2, 0, 1).float().div(255)  # (3, h, w)
+        images.append(image.mean(0, keepdim=True) if channels == 1 else image)
+    return torch.stack(images)
+
+
+def check_inputs(height: int, width: int, channels: int, dynamic: bool) -> List[Tuple[str, Tensor]]:
+    """The check inputs, (label, (b, c, h, w) photographs): the astronaut at ``height`` x ``width``; with ``dynamic``
+    also the astronaut and the coffee as one batch of two at (height + 7) x (width + 3)."""
+    inputs = [('astronaut', photo_batch(['astronaut'], height, width, channels))]
+    if dynamic:
+        inputs.append(('astronaut, coffee', photo_batch(['astronaut', 'coffee'], height + 7, width + 3, channels)))
+    return inputs
+
+
+class _DrawnOnce:
+    """Stands in for ``NLSA.rotations`` of one block: the block's own eval draw, made once per size and then
+    returned as the same tensor. The tracer records a tensor it did not see being made as a constant, so the graph
+    holds the seeded rotations instead of a random op (a seeded generator cannot be exported at all)."""
+
+    def __init__(self, block: NLSA) -> None:
+        self.block = block
+        self.drawn: Dict[Tuple[Any, ...], Tensor] = {}
+
+    def __call__(self,
+                 embed_dim: int,
+                 num_positions: int,
+                 device: torch.device,
+                 dtype: torch.dtype = torch.float32) -> Tensor:
+        key = (int(embed_dim), int(num_positions), device, dtype)  # int: under the tracer, sizes are tensors
+        if key not in self.drawn:
+            if torch.jit.is_tracing():
+                raise RuntimeError('NLSA rotations must be drawn by an eager forward before the trace')
+            self.drawn[key] = NLSA.rotations(self.block, *key)
+        return self.drawn[key]
+
+
+def _sort_by_bucket_ties_by_position(codes: Tensor, num_buckets: int) -> Tensor:
+    """``nlsa.sort_by_bucket`` with ties broken by position, as ONNX's TopK breaks them: one sort of unique keys
+    (round-offset code * r n + flat position; the legacy exporter has no stable sort)."""
+    b, rounds, n = codes.shape
+    offsets = torch.arange(rounds, device=codes.device).view(1, rounds, 1) * num_buckets
+    flat_codes = (codes + offsets).view(b, rounds * n)  # round r fills [r n, (r + 1) n)
+    positions = torch.arange(rounds * n, device=codes.device)
+    _, flat_order = (flat_codes * (rounds * n) + positions).sort(dim=-1)
+    return (flat_order % n).view(b, rounds, n)
+
+
+@contextlib.contextmanager
+def traceable_nlsa(net: nn.Module) -> Iterator[None]:
+    """Inside the block, every NLSA of ``net`` (eval) returns its rotations as tensors drawn once (``_DrawnOnce``)
+    and sorts ties by position (``_sort_by_bucket_ties_by_position``); both are undone on leaving."""
+    blocks = [module for module in net.modules() if isinstance(module, NLSA)]
+    sort_by_bucket = nlsa_module.sort_by_bucket
+    for block in blocks:
+        block.rotations = _DrawnOnce(block)
+    if blocks:
+        nlsa_module.sort_by_bucket = _sort_by_bucket_ties_by_position
+    try:
+        yield
+    finally:
+        nlsa_module.sort_by_bucket = sort_by_bucket
+        for block in blocks:
+            del block.rotations
+
+
+def trace_to_onnx(net: nn.Module, example: Tensor, path: str, dynamic: bool) -> None:
+    """``torch.onnx.export`` of ``net`` traced on ``example`` into ``path`` (TorchScript exporter, module docstring),
+    with dynamic batch, height and width when ``dynamic``; the tracer's warnings about sizes read as numbers are
+    silenced (the check runs the model at a second size when ``dynamic``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+        warnings.filterwarnings('ignore', message='.*legacy TorchScript-based ONNX export', category=DeprecationWarning)
+        warnings.filterwarnings('ignore', message='The feature will be removed', category=DeprecationWarning)
+        torch.onnx.export(
+            net, (example, ),
+            path,
+            dynamo=False,
+            opset_version=OPSET_VERSION,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes=DYNAMIC_AXES if dynamic else None)
+
+
+def _open_checked(path: str, arch: str) -> Any:
+    """An onnxruntime session of the model at ``path``, after ``onnx.checker``; ExportError if it is not valid."""
+    import onnx
+    onnxruntime = require_onnxruntime()
+    try:
+        onnx.checker.check_model(path, full_check=True)
+        return onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+    except (onnx.checker.ValidationError, *onnxruntime_errors(onnxruntime)) as error:
+        raise ExportError(f'{arch}: the exported graph is not a valid ONNX model: {_first_line(error)}') from error
+
+
+def _run_checks(path: str, arch: str, inputs: List[Tuple[str, Tensor]], references: List[Tensor],
+                torch_sort_references: Optional[List[Tensor]], dynamic: bool) -> List[CheckResult]:
+    """onnxruntime's outputs of the model at ``path`` against the PyTorch references; ExportError past TOLERANCE."""
+    session = _open_checked(path, arch)
+    errors = onnxruntime_errors(require_onnxruntime())
+    hint = ' (export a fixed input size with --size H W)' if dynamic else ''
+    results = []
+    for index, (photos, lq) in enumerate(inputs):
+        where = f'{photos} {_shape_text(lq.shape)}'
+        try:
+            output = session.run(None, {INPUT_NAME: lq.numpy()})[0]
+        except errors as error:
+            raise ExportError(f'{arch}: onnxruntime cannot run the exported model on {where}: {_first_line(error)}'
+                              f'{hint}') from error
+        reference = references[index].numpy()
+        if output.shape != reference.shape:
+            raise ExportError(f'{arch}: onnxruntime gives {_shape_text(output.shape)} on {where}, PyTorch '
+                              f'{_shape_text(reference.shape)}{hint}')
+        difference = float(np.abs(output - reference).max())
+        if not difference <= TOLERANCE:
+            raise ExportError(f'{arch}: onnxruntime differs from PyTorch by {difference:.2e} (max abs) on {where}, '
+                              f'more than {TOLERANCE:g}{hint}')
+        sort_difference = None
+        if torch_sort_references is not None:
+            sort_difference = float(np.abs(output - torch_sort_references[index].numpy()).max())
+        results.append(CheckResult(photos, tuple(lq.shape), tuple(output.shape), difference, sort_difference))
+    return results
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return 'x'.join(map(str, shape))
+
+
+def _first_problem(error: RuntimeError) -> str:
+    """The first problem ``load_state_dict`` lists (one per line after its heading), and how many follow."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    problems = lines[1:] or lines
+    more = f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''
+    return problems[0] + more
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def parse_size(size: Sequence[int]) -> Tuple[int, int]:
+    """``--size H W`` as (height, width); OptionError unless both are ints >= 1."""
+    height, width = size
+    if height < 1 or width < 1:
+        raise OptionError(f'--size: height and width must be >= 1, got {height} {width}')
+    return height, width
+
+
+def export_onnx(prepared: PreparedNetwork,
+                output: str,
+                size: Tuple[int, int] = (64, 64),
+                dynamic: bool = False) -> List[CheckResult]:
+    """Export ``prepared.net`` to ``output`` and check it with onnxruntime (module docstring).
+
+    Args:
+        prepared (PreparedNetwork): from :func:`prepare_network`.
+        output (str): the ``.onnx`` file; replaced only once the check passed.
+        size (tuple[int, int]): LR input (height, width), fixed in the model, or traced and checked first with
+            ``dynamic``. Default: (64, 64).
+        dynamic (bool): dynamic batch, height and width axes. Default: False.
+
+    Returns:
+        list[CheckResult]: one per check input (two with ``dynamic``).
+    """
+    require_onnxruntime()
+    height, width = parse_size(size)
+    if osp.isdir(output):
+        raise OptionError(f"--output: '{output}' is a folder; name the .onnx file to write")
+    net, arch = prepared.net, prepared.arch
+    if dynamic:
+        check_dynamic_support(net, arch)
+    inputs = check_inputs(height, width, input_channels(net), dynamic)
+    has_nlsa = any(isinstance(module, NLSA) for module in net.modules())
+    with torch.no_grad():
+        torch_sort_references = [net(lq) for _, lq in inputs] if has_nlsa else None
+    partial = f'{output}.partial'
+    if osp.dirname(output):
+        os.makedirs(osp.dirname(output), exist_ok=True)
+    try:
+        with traceable_nlsa(net):
+            with torch.no_grad():
+                references = [net(lq) for _, lq in inputs]  # NLSA: draws the rotations the trace then holds
+            trace_to_onnx(net, inputs[0][1], partial, dynamic)
+        results = _run_checks(partial, arch, inputs, references, torch_sort_references, dynamic)
+        os.replace(partial, output)
+    finally:
+        if osp.exists(partial):
+            os.remove(partial)
+    return results
+
+
+class OnnxNetwork:
+    """An exported model run by onnxruntime on the CPU, called like the network: (b, c, h, w) -> (b, c, s h, s w).
+
+    For ``scripts/inference.py --onnx``: whole images, tiles, chop quadrants and self-ensemble symmetries go through
+    it as through the PyTorch network. A model exported at a fixed size takes inputs of that size only; a model
+    whose output is not ``scale`` times its input is refused. Both raise OptionError naming the model.
+
+    Args:
+        path (str): the ``.onnx`` file (from ``basicsr export``).
+        scale (int): the upscaling factor the option file gives.
+    """
+
+    def __init__(self, path: str, scale: int) -> None:
+        onnxruntime = require_onnxruntime()
+        if not osp.isfile(path):
+            raise OptionError(f"--onnx: model '{path}' does not exist")
+        try:
+            self.session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+        except onnxruntime_errors(onnxruntime) as error:
+            raise OptionError(f"--onnx: cannot load '{path}': {_first_line(error)}") from error
+        self.path = path
+        self.scale = scale
+        self.errors = onnxruntime_errors(onnxruntime)
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        # (b, c, h, w) with None for a dynamic axis
+        self.input_shape = tuple(dim if isinstance(dim, int) else None for dim in model_input.shape)
+
+    @property
+    def fixed_size(self) -> Optional[Tuple[int, int]]:
+        """(h, w) of a model exported at a fixed size, None for one exported with ``--dynamic``."""
+        height, width = self.input_shape[2:]
+        return None if height is None or width is None else (height, width)
+
+    def _check_input(self, lq: Tensor) -> None:
+        expected = 'x'.join('?' if dim is None else str(dim) for dim in self.input_shape)
+        if len(lq.shape) != len(self.input_shape) or any(dim is not None and dim != actual
+                                                         for dim, actual in zip(self.input_shape, lq.shape)):
+            raise OptionError(f"--onnx: '{self.path}' takes {expected} inputs, got {_shape_text(lq.shape)}; "
+                              'export it at this size (basicsr export --size H W) or with --dynamic')
+
+    def __call__(self, lq: Tensor) -> Tensor:
+        self._check_input(lq)
+        try:
+            output = self.session.run(None, {self.input_name: lq.detach().cpu().float().numpy()})[0]
+        except self.errors as error:
+            raise OptionError(f"--onnx: onnxruntime cannot run '{self.path}' on a {_shape_text(lq.shape)} "
+                              f'input: {_first_line(error)}') from error
+        height, width = lq.shape[-2:]
+        if tuple(output.shape[-2:]) != (height * self.scale, width * self.scale):
+            raise OptionError(f"scale: the option file gives {self.scale}, but '{self.path}' turns {height}x{width} "
+                              f'into {output.shape[-2]}x{output.shape[-1]}')
+        return torch.from_numpy(output).to(lq.device)
