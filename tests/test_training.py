@@ -44,8 +44,8 @@ def test_demo_option_trains_and_validation_psnr_rises(demo_data_root, tmp_path):
     check_ok(run_basicsr(['plot', experiments_root], cwd=demo_data_root), 'basicsr plot')
     curves = read_curves(experiments_root)
     assert [iteration for iteration, _ in curves.metrics['demo_val/psnr']] == [60, 120, 180, 240]
-    assert [round(value, 4) for _, value in curves.metrics['demo_val/psnr']] == [round(p, 4) for p in psnrs[:3]
-                                                                                 ] + [round(psnrs[-1], 4)]
+    assert [round(value, 4) for _, value in curves.metrics['demo_val/psnr']
+            ] == [round(p, 4) for p in psnrs[:3]] + [round(psnrs[-1], 4)]
     assert [iteration for iteration, _ in curves.losses['l_pix']] == list(range(10, 241, 10))
     assert osp.getsize(osp.join(experiments_root, 'curves.png')) > 10000
 

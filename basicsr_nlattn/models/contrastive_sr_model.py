@@ -403,8 +403,8 @@ class ContrastiveSRModel(AtomicCheckpointsMixin, TiledInferenceMixin, SRModel):
             self._step_losses[name] = self._step_losses.get(name, 0) + value.detach().float() / self.accumulate
         if update_g and last:
             g_terms = {name: self._step_losses[name] for name in g_losses}
-            stepped = self._optimizer_step(self.optimizer_g, self.scaler_g, self.net_g, self.grad_clip, 'net_g', g_terms,
-                                           current_iter)
+            stepped = self._optimizer_step(self.optimizer_g, self.scaler_g, self.net_g, self.grad_clip, 'net_g',
+                                           g_terms, current_iter)
             if stepped and self.ema_decay > 0:
                 self.model_ema(decay=self.ema_decay)
         self._clear_records()

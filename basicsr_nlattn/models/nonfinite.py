@@ -66,8 +66,8 @@ class NonFiniteGuard:
         self.consecutive: Dict[str, int] = {}
         self.skipped_total = 0
 
-    def check(self, label: str, current_iter: int, losses: Mapping[str, Tensor], net: nn.Module,
-              check_gradients: bool, device: torch.device) -> Optional[str]:
+    def check(self, label: str, current_iter: int, losses: Mapping[str, Tensor], net: nn.Module, check_gradients: bool,
+              device: torch.device) -> Optional[str]:
         """Whether the update of ``label`` (``net_g``, ``net_d``) at ``current_iter`` must be skipped on all ranks.
 
         Returns None to step, or the log line of the skip. Raises :class:`NonFiniteStop` when the run must stop."""

@@ -44,8 +44,10 @@ class AtomicCheckpointsMixin:
         save_dict = {}
         for one_net, key in zip(nets, keys):
             state_dict = self.get_bare_model(one_net).state_dict()
-            save_dict[key] = {(name[len('module.'):] if name.startswith('module.') else name): value.cpu()
-                              for name, value in state_dict.items()}
+            save_dict[key] = {
+                (name[len('module.'):] if name.startswith('module.') else name): value.cpu()
+                for name, value in state_dict.items()
+            }
         label = 'latest' if current_iter == -1 else current_iter
         atomic_torch_save(save_dict, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
 

@@ -19,11 +19,11 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 from torch import nn
 
+from basicsr_nlattn.data import parse_skip_bad
 from basicsr_nlattn.models.contrastive_sr_model import (ContrastiveSRModel, check_contrastive_blocks,
                                                         check_no_data_parallel, contrastive_opt_key, parse_accumulate,
                                                         parse_channels_last, parse_compile, parse_contrastive_opt,
                                                         parse_grad_clip, parse_train_amp)
-from basicsr_nlattn.data import parse_skip_bad
 from basicsr_nlattn.models.nonfinite import parse_nonfinite
 from basicsr_nlattn.models.pcl_model import PCLModel, check_embedding_network, parse_pcl_training
 from basicsr_nlattn.models.tiled_inference import parse_amp, parse_self_ensemble, parse_tile_options
@@ -208,9 +208,9 @@ def _check_losses(train_opt: Dict[str, Any]) -> None:
 def _check_model_training(opt: Dict[str, Any], net_g: nn.Module, net_d: Optional[nn.Module]) -> None:
     """What our models read in ``init_training_settings``, by their own parsers: ``train.contrastive_opt`` (its
     losses built and their blocks found in ``net_g``), ``train.grad_clip``, ``train.amp``, ``train.compile``,
-    ``train.accumulate``, ``train.channels_last`` and ``train.nonfinite`` for ContrastiveSRModel and its subclasses; ``train.pcl_opt``
-    (its loss built, its layers found in ``net_d``), ``train.optim_d``, ``train.freeze_d`` and ``network_d`` for
-    PCLModel."""
+    ``train.accumulate``, ``train.channels_last`` and ``train.nonfinite`` for ContrastiveSRModel and its subclasses;
+    ``train.pcl_opt`` (its loss built, its layers found in ``net_d``), ``train.optim_d``, ``train.freeze_d`` and
+    ``network_d`` for PCLModel."""
     model_class = MODEL_REGISTRY.get(opt['model_type'])
     train_opt = opt.get('train') or {}
     if issubclass(model_class, ContrastiveSRModel):

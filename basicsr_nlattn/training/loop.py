@@ -49,11 +49,15 @@ class TrainData:
         skip_bad, self.max_bad_fraction = parse_skip_bad('train', dataset_opt)
         ratio = dataset_opt.get('dataset_enlarge_ratio', 1)
         self.samples = ResumableSamples(
-            build_dataset(dataset_opt), f"datasets.train ({dataset_opt['name']})", opt.get('manual_seed') or 0,
-            skip_bad)
+            build_dataset(dataset_opt), f"datasets.train ({dataset_opt['name']})",
+            opt.get('manual_seed') or 0, skip_bad)
         self.sampler = ResumableSampler(self.samples, opt['world_size'], opt['rank'], ratio)
         self.loader = build_dataloader(
-            self.samples, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'], sampler=self.sampler,
+            self.samples,
+            dataset_opt,
+            num_gpu=opt['num_gpu'],
+            dist=opt['dist'],
+            sampler=self.sampler,
             seed=opt['manual_seed'])
         self.batch_size = dataset_opt['batch_size_per_gpu']
         iters_per_epoch = math.ceil(len(self.samples) * ratio / (self.batch_size * opt['world_size']))
@@ -82,9 +86,10 @@ class TrainData:
                 logger.warning(f'{line}; replaced by the next readable sample (skip_bad)')
         limit = max(1, int(self.max_bad_fraction * len(self.samples)))
         if len(self.bad_samples) > limit:
-            raise RunStopped(f'datasets.train: {len(self.bad_samples)} unreadable samples, more than '
-                             f'skip_bad_max_fraction {self.max_bad_fraction} of {len(self.samples)}; last: '
-                             f'{self.bad_samples[-1]}', FAULT_EXIT_CODE)
+            raise RunStopped(
+                f'datasets.train: {len(self.bad_samples)} unreadable samples, more than '
+                f'skip_bad_max_fraction {self.max_bad_fraction} of {len(self.samples)}; last: '
+                f'{self.bad_samples[-1]}', FAULT_EXIT_CODE)
 
 
 def build_validation_loaders(opt: Dict[str, Any], logger: logging.Logger) -> List[Any]:
@@ -97,12 +102,12 @@ def build_validation_loaders(opt: Dict[str, Any], logger: logging.Logger) -> Lis
         if phase.split('_')[0] != 'val':
             raise ValueError(f'Dataset phase {phase} is not recognized.')
         skip_bad, _ = parse_skip_bad(phase, dataset_opt)
-        samples = ResumableSamples(build_dataset(dataset_opt), f"datasets.{phase} ({dataset_opt['name']})",
-                                   skip_bad=skip_bad)
+        samples = ResumableSamples(
+            build_dataset(dataset_opt), f"datasets.{phase} ({dataset_opt['name']})", skip_bad=skip_bad)
         samples.drop_unreadable(logger)
         loaders.append(
-            build_dataloader(samples, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'], sampler=None,
-                             seed=opt['manual_seed']))
+            build_dataloader(
+                samples, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'], sampler=None, seed=opt['manual_seed']))
         logger.info(f"Number of val images/folders in {dataset_opt['name']}: {len(samples)}")
     return loaders
 
@@ -127,8 +132,8 @@ def _at_step_boundary(model: Any, current_iter: int) -> bool:
 class TrainingRun:
     """One run of the loop: the model, its data, the saving and the stopping."""
 
-    def __init__(self, opt: Dict[str, Any], model: Any, data: TrainData, val_loaders: List[Any],
-                 logger: logging.Logger, tb_logger: Any) -> None:
+    def __init__(self, opt: Dict[str, Any], model: Any, data: TrainData, val_loaders: List[Any], logger: logging.Logger,
+                 tb_logger: Any) -> None:
         self.opt, self.model, self.data, self.val_loaders = opt, model, data, val_loaders
         self.logger, self.tb_logger = logger, tb_logger
         self.keep_states = parse_keep_states(opt['logger'].get('keep_states'))

@@ -51,8 +51,8 @@ def test_img_range_scales_the_trunk_input_and_output():
     net = ENLCN(num_feat=8, num_block=1, upscale=2, img_range=255.0).double().eval()
     x = torch.rand(1, 3, 5, 6, dtype=torch.float64)
     mean = net.mean  # DIV2K's mean, held in float32 precision
-    torch.testing.assert_close(mean.flatten(), torch.tensor([0.4488, 0.4371, 0.4040], dtype=torch.float64), atol=1e-7,
-                               rtol=0)
+    torch.testing.assert_close(
+        mean.flatten(), torch.tensor([0.4488, 0.4371, 0.4040], dtype=torch.float64), atol=1e-7, rtol=0)
     with torch.no_grad():
         head = net.conv_first((x - mean) * 255.0)
         trunk = net.conv_last(net.upsample(net.conv_after_body(net.body(head)) + head))

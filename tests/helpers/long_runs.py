@@ -1,7 +1,6 @@
 """Tiny training runs for the long-run tests: option files that cross an epoch boundary in a few iterations, and
 the weights they end with."""
 import os
-import signal
 import subprocess
 import time
 from os import path as osp
@@ -40,18 +39,27 @@ NETWORKS = {
 }
 
 
-def long_run_option(kind: str, name: str, experiments_root: str, demo_data_root: str, total_iter: int,
-                    save_freq: int, workers: int = 0) -> Dict[str, Any]:
+def long_run_option(kind: str,
+                    name: str,
+                    experiments_root: str,
+                    demo_data_root: str,
+                    total_iter: int,
+                    save_freq: int,
+                    workers: int = 0) -> Dict[str, Any]:
     """A tiny run of ``kind`` (ENLCN with its contrastive loss and redraws, NLSN, or PCL: EDSR with a Haar D)
     under ``experiments_root``, data read from ``demo_data_root`` whatever the working directory."""
-    opt = tiny_demo_option(name, total_iter=total_iter, logger__print_freq=1, logger__save_checkpoint_freq=save_freq,
-                           val__val_freq=save_freq)
+    opt = tiny_demo_option(
+        name,
+        total_iter=total_iter,
+        logger__print_freq=1,
+        logger__save_checkpoint_freq=save_freq,
+        val__val_freq=save_freq)
     opt['path']['experiments_root'] = experiments_root
     for phase in ('train', 'val'):
         for key in ('dataroot_gt', 'dataroot_lq'):
             opt['datasets'][phase][key] = osp.join(demo_data_root, opt['datasets'][phase][key])
-    opt['datasets']['train'].update(batch_size_per_gpu=2, gt_size=32, dataset_enlarge_ratio=1,
-                                    num_worker_per_gpu=workers)
+    opt['datasets']['train'].update(
+        batch_size_per_gpu=2, gt_size=32, dataset_enlarge_ratio=1, num_worker_per_gpu=workers)
     network = 'EDSR' if kind == 'PCL' else kind
     opt['network_g'] = {'num_in_ch': 3, 'num_out_ch': 3, 'upscale': 4, **NETWORKS[network]}
     if kind == 'ENLCN':
@@ -84,16 +92,21 @@ def max_difference(first: Dict[str, torch.Tensor], second: Dict[str, torch.Tenso
     return max((first[name].double() - second[name].double()).abs().max().item() for name in first)
 
 
-def signal_after_log_line(command: List[str], cwd: str, log_text: str, experiments_root: str, signum: int,
-                          timeout: float = 300, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+def signal_after_log_line(command: List[str],
+                          cwd: str,
+                          log_text: str,
+                          experiments_root: str,
+                          signum: int,
+                          timeout: float = 300,
+                          env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
     """Start ``command``, send ``signum`` to it once ``log_text`` is in the experiment's log, wait for the end."""
-    process = subprocess.Popen(command, cwd=cwd, env=env or subprocess_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env or subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + timeout
     try:
         while time.time() < deadline and process.poll() is None:
-            logs = [name for name in os.listdir(experiments_root) if name.endswith('.log')] if osp.isdir(
-                experiments_root) else []
+            logs = [name for name in os.listdir(experiments_root)
+                    if name.endswith('.log')] if osp.isdir(experiments_root) else []
             texts = []
             for name in logs:
                 with open(osp.join(experiments_root, name), encoding='utf-8') as file:
@@ -111,5 +124,3 @@ def signal_after_log_line(command: List[str], cwd: str, log_text: str, experimen
 
 def train_command(option_file: str, *flags: str) -> List[str]:
     return basicsr_command() + ['train', '-opt', option_file, *flags]
-
-

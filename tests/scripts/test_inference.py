@@ -72,16 +72,17 @@ def test_self_ensemble_output_is_the_mean_of_the_eight_symmetries(workdir):
 
 def test_bad_network_option_is_one_line_before_anything_is_written(workdir):
     """The pre-flight check of basicsr test: network_g built on the meta device, before the checkpoint is read."""
-    write_option({
-        'name': 'infer',
-        'scale': 2,
-        'network_g': {
-            **NETWORK, 'upscale': 5
-        },
-        'path': {
-            'pretrain_network_g': 'net.pth'
-        }
-    }, str(workdir), 'infer.yml')
+    write_option(
+        {
+            'name': 'infer',
+            'scale': 2,
+            'network_g': {
+                **NETWORK, 'upscale': 5
+            },
+            'path': {
+                'pretrain_network_g': 'net.pth'
+            }
+        }, str(workdir), 'infer.yml')
     result = run(workdir, '--input', 'inputs', '--output', 'out')
     assert result.returncode == 2
     assert result.stderr.startswith('inference: error: network_g: scale 5 is not supported') and \

@@ -235,11 +235,15 @@ SWEEP = [
     case('ENLCN', {'train.compile': 'yes'}, "train.compile must be true or false, got 'yes'"),
     case('ENLCN', {'train.accumulate': 0}, 'train.accumulate must be an int >= 1, got 0'),
     case('PCL', {'train.accumulate': 2}, 'train.accumulate must be 1 for PCLModel, got 2'),
-    case('ENLCN', {'train.nonfinite': {'action': 'ignore'}},
-         "train.nonfinite.action must be one of ['skip', 'stop'], got 'ignore'"),
-    case('PCL', {'train.nonfinite': {'max_consecutive': -1}},
-         'train.nonfinite.max_consecutive must be an int >= 0, got -1'),
-    case('ENLCN', {'train.nonfinite': {'actions': 'skip'}}, "train.nonfinite: unknown key(s) ['actions']"),
+    case('ENLCN', {'train.nonfinite': {
+        'action': 'ignore'
+    }}, "train.nonfinite.action must be one of ['skip', 'stop'], got 'ignore'"),
+    case('PCL', {'train.nonfinite': {
+        'max_consecutive': -1
+    }}, 'train.nonfinite.max_consecutive must be an int >= 0, got -1'),
+    case('ENLCN', {'train.nonfinite': {
+        'actions': 'skip'
+    }}, "train.nonfinite: unknown key(s) ['actions']"),
     case('ENLCN', {'logger.keep_states': 0}, 'logger.keep_states must be an int >= 1 (or absent: keep all), got 0'),
     case('ENLCN', {'datasets.train.skip_bad': 'yes'}, "datasets.train.skip_bad must be true or false, got 'yes'"),
     case('ENLCN', {'datasets.val.skip_bad_max_fraction': 2},

@@ -11,7 +11,7 @@ from helpers.runs import REPO_ROOT, subprocess_env
 
 from basicsr_nlattn.training.resume import choose_resume_state, parse_keep_states, prune_training_states
 from basicsr_nlattn.utils import OptionError
-from basicsr_nlattn.utils.checkpoint_files import CheckpointWriteError, atomic_torch_save, readable_checkpoint
+from basicsr_nlattn.utils.checkpoint_files import atomic_torch_save, readable_checkpoint
 
 
 def _truncate(path: str, keep_fraction: float = 0.5) -> None:

@@ -20,8 +20,7 @@ TOTAL_ITER, STOP_AT = 8, 3
 
 def _train(option_file: str, cwd: str, *flags: str) -> None:
     result = subprocess.run(
-        train_command(option_file, *flags), cwd=cwd, env=subprocess_env(), capture_output=True, text=True,
-        timeout=600)
+        train_command(option_file, *flags), cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     check_ok(result)
 
 
@@ -43,5 +42,10 @@ def test_resumed_run_ends_with_the_weights_of_the_uninterrupted_one(kind, worker
     assert max_difference(whole, resumed) <= 1e-6
     # not equal for want of training: the weights moved after the stop
     at_stop = torch.load(osp.join(runs['resumed'][0], 'models', f'net_g_{STOP_AT}.pth'), weights_only=True)['params']
-    assert max_difference({f'net_g/{k}': v for k, v in at_stop.items()},
-                          {k: v for k, v in resumed.items() if k.startswith('net_g/')}) > 1e-4
+    assert max_difference({
+        f'net_g/{k}': v
+        for k, v in at_stop.items()
+    }, {
+        k: v
+        for k, v in resumed.items() if k.startswith('net_g/')
+    }) > 1e-4

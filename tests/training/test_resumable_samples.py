@@ -30,8 +30,8 @@ def _dataset(root, backend='disk', **changes):
     if backend == 'lmdb':
         opt.update(dataroot_gt=osp.join(train, 'HR.lmdb'), dataroot_lq=osp.join(train, 'LR_bicubic_X4.lmdb'))
     else:
-        opt.update(dataroot_gt=osp.join(train, 'HR'), dataroot_lq=osp.join(train, 'LR_bicubic', 'X4'),
-                   filename_tmpl='{}x4')
+        opt.update(
+            dataroot_gt=osp.join(train, 'HR'), dataroot_lq=osp.join(train, 'LR_bicubic', 'X4'), filename_tmpl='{}x4')
     opt.update(changes)
     return PairedImageDataset(opt)
 
