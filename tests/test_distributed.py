@@ -211,7 +211,10 @@ def test_dist_train_launch_arguments(tmp_path):
     for key in ('NNODES', 'NODE_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'RDZV_ENDPOINT', 'RDZV_ID'):
         env.pop(key, None)
     env['TORCHRUN'] = _fake_torchrun(tmp_path)
-    tail = ['-m', 'basicsr_nlattn.train', '-opt', option_file, '--launcher', 'pytorch']
+    tail = [
+        '--signals_to_handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1', '--shutdown_timeout=300', '-m',
+        'basicsr_nlattn.train', '-opt', option_file, '--launcher', 'pytorch'
+    ]
 
     result = run([DIST_TRAIN, '2', option_file, '--auto_resume'], str(tmp_path), env)
     check_ok(result, 'dist_train.sh (one node)')

@@ -124,6 +124,17 @@ def _prefetcher(opt: Dict[str, Any], loader: Any, logger: logging.Logger) -> Any
     raise ValueError(f"Wrong prefetch_mode {mode}. Supported ones are: None, 'cuda', 'cpu'.")
 
 
+def _shut_down_workers(prefetcher: Any) -> None:
+    """Stop the data-loader workers of ``prefetcher``'s current iterator now, as its ``__del__`` would.
+
+    Workers ignore the stop signals (a signal sent to the process group must not kill them mid-batch), so when a
+    run ends by an exception the interpreter's exit, which terminates daemonic children with SIGTERM and joins them,
+    would wait for them forever; their iterator asks them to exit instead."""
+    shutdown = getattr(getattr(prefetcher, 'loader', None), '_shutdown_workers', None)
+    if shutdown is not None:
+        shutdown()
+
+
 def _at_step_boundary(model: Any, current_iter: int) -> bool:
     """Whether ``current_iter`` ends an optimizer step (``train.accumulate``): only there is a state whole."""
     return current_iter % getattr(model, 'accumulate', 1) == 0
@@ -208,12 +219,29 @@ class TrainingRun:
     def train(self, start_epoch: int, current_iter: int) -> None:
         """Iterations from ``current_iter`` + 1 to ``train.total_iter``, then the latest model and a last
         validation (BasicSR's order); raises RunStopped when the run stops early."""
-        opt, model, logger = self.opt, self.model, self.logger
-        msg_logger = MessageLogger(opt, current_iter, self.tb_logger)
-        prefetcher = _prefetcher(opt, self.data.loader, logger)
-        logger.info(f'Start training from epoch: {start_epoch}, iter: {current_iter}')
-        data_timer, iter_timer = AvgTimer(), AvgTimer()
+        msg_logger = MessageLogger(self.opt, current_iter, self.tb_logger)
+        prefetcher = _prefetcher(self.opt, self.data.loader, self.logger)
+        self.logger.info(f'Start training from epoch: {start_epoch}, iter: {current_iter}')
         start_time = time.time()
+        try:
+            current_iter = self._iterate(prefetcher, msg_logger, start_epoch, current_iter)
+        finally:
+            _shut_down_workers(prefetcher)
+        consumed = str(datetime.timedelta(seconds=int(time.time() - start_time)))
+        self.logger.info(f'End of training. Time consumed: {consumed}')
+        self.logger.info('Save the latest model.')
+        try:
+            self.model.save(epoch=-1, current_iter=-1)
+        except CheckpointWriteError as error:
+            raise RunStopped(f'{error}; the previous checkpoints are intact', FAULT_EXIT_CODE) from error
+        if self.opt.get('val') is not None:
+            self.validate(current_iter)
+
+    def _iterate(self, prefetcher: Any, msg_logger: MessageLogger, start_epoch: int, current_iter: int) -> int:
+        """BasicSR's epochs and iterations with the saves, the agreed stop and validation; returns the iteration
+        counter as BasicSR's loop leaves it (one past ``total_iter``)."""
+        opt, model, logger = self.opt, self.model, self.logger
+        data_timer, iter_timer = AvgTimer(), AvgTimer()
         save_freq, print_freq = opt['logger']['save_checkpoint_freq'], opt['logger']['print_freq']
         last_saved = current_iter
         with StopRequest() as stop:
@@ -263,15 +291,7 @@ class TrainingRun:
                     data_timer.start()
                     iter_timer.start()
                     train_data = prefetcher.next()
-        consumed = str(datetime.timedelta(seconds=int(time.time() - start_time)))
-        logger.info(f'End of training. Time consumed: {consumed}')
-        logger.info('Save the latest model.')
-        try:
-            model.save(epoch=-1, current_iter=-1)
-        except CheckpointWriteError as error:
-            raise RunStopped(f'{error}; the previous checkpoints are intact', FAULT_EXIT_CODE) from error
-        if opt.get('val') is not None:
-            self.validate(current_iter)
+        return current_iter
 
 
 def _resume_state(opt: Dict[str, Any]) -> Tuple[Optional[Dict[str, Any]], List[str]]:
