@@ -210,3 +210,22 @@ def test_basicsr_train_with_basicsrs_own_networks(demo_data_root, tmp_path, netw
     lines = [line for line in experiment_log(experiments_root).splitlines() if '[epoch:' in line]
     assert len(lines) == 2 and all('l_d' in line and 'l_pcl' in line and 'l_pix' in line for line in lines)
     assert osp.isfile(osp.join(experiments_root, 'models', 'net_d_6.pth'))
+
+
+def test_a_nan_batch_skips_the_updates_of_d_and_g(tmp_path):
+    model = PCLModel(pcl_options(tmp_path, nonfinite={'max_consecutive': 5}))
+    nets = {'net_g': model.net_g, 'net_d': model.net_d}
+    before = {label: [p.detach().clone() for p in net.parameters()] for label, net in nets.items()}
+    generator = torch.Generator().manual_seed(0)
+    gt = torch.rand(2, 3, 16, 16, generator=generator)
+    gt[1, 2, 3, 4] = float('nan')
+    model.feed_data({'lq': torch.rand(2, 3, 8, 8, generator=generator), 'gt': gt})
+    model.optimize_parameters(1)
+    for label, net in nets.items():
+        assert all(torch.equal(p, q) for p, q in zip(before[label], net.parameters())), label
+    assert model.nonfinite_guard.consecutive == {'net_d': 1, 'net_g': 1}
+    feed(model, seed=1)
+    model.optimize_parameters(2)
+    for label, net in nets.items():
+        assert not all(torch.equal(p, q) for p, q in zip(before[label], net.parameters())), label
+    assert model.nonfinite_guard.consecutive == {'net_d': 0, 'net_g': 0}
