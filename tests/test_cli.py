@@ -22,8 +22,11 @@ def _help(argv, capsys):
 def test_help_explains_commands_and_flags(capsys):
     top = _help(['--help'], capsys)
     assert 'train' in top and 'test' in top and 'torchrun' in top
-    for command in ('attention', 'plot', 'bench', 'convert', 'flops'):
+    for command in ('attention', 'plot', 'bench', 'convert', 'flops', 'export'):
         assert command in top
+    bench = _help(['bench', '--help'], capsys)
+    for flag in ('--network', '--amp', '--compile', '--image_size', '--tile'):
+        assert flag in bench
     train = _help(['train', '--help'], capsys)
     for flag in ('-opt', '--launcher', '--auto_resume', '--debug', '--force_yml', 'none,pytorch,slurm'):
         assert flag in train
