@@ -8,6 +8,8 @@ the epoch's order, dataset index) and :class:`ResumableSamples` loads sample ``i
 torch's generators seeded by (manual_seed, epoch, position): the same sample gets the same augmentation in any
 worker, with or without workers, resumed or not.
 """
+import atexit
+import gc
 import logging
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Union
 
@@ -22,6 +24,25 @@ from basicsr_nlattn.utils.stop_signals import ignore_stop_signals
 BAD_SAMPLE_KEY = 'bad_sample'  # in each loaded sample with skip_bad: '' or the line of the sample it replaced
 _SUBSTITUTE_TRIES = 16
 _worker_setup_done = False
+
+
+def _shut_down_workers_at_exit() -> None:
+    """Ask the live data-loader workers of every :class:`ResumableSamples` to exit, before the interpreter's exit
+    terminates them.
+
+    The workers ignore the stop signals (:func:`ignore_stop_signals`); multiprocessing's own exit handler stops
+    daemonic children with SIGTERM and then waits for them, so a worker whose iterator was never shut down (a loop
+    left by an exception that keeps it referenced) would keep the process from ever exiting. Registered after
+    multiprocessing's handler, this one runs first (atexit runs handlers last in, first out)."""
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+    for candidate in gc.get_objects():
+        # type(), not isinstance(): some objects (deprecated torch aliases) warn when their __class__ is read
+        if issubclass(type(candidate), _MultiProcessingDataLoaderIter) and isinstance(
+                candidate._dataset, ResumableSamples):
+            candidate._shutdown_workers()
+
+
+atexit.register(_shut_down_workers_at_exit)
 
 
 class SampleKey(NamedTuple):

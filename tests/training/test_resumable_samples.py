@@ -1,6 +1,9 @@
 """The resumable sampler, seeded samples and data faults on BasicSR's real PairedImageDataset (demo PNGs and LMDBs)."""
 import random
 import shutil
+import subprocess
+import sys
+import textwrap
 from os import path as osp
 
 import numpy as np
@@ -8,6 +11,7 @@ import pytest
 import torch
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.data.paired_image_dataset import PairedImageDataset
+from helpers.runs import REPO_ROOT, subprocess_env
 from torch.utils.data import DataLoader
 
 from basicsr_nlattn.data import (BAD_SAMPLE_KEY, DataFault, ResumableSampler, ResumableSamples, SampleKey,
@@ -127,3 +131,36 @@ def test_validation_samples_are_read_once_and_unreadable_ones_dropped_with_skip_
     dropped = lenient.drop_unreadable(logging.getLogger('test'))
     assert len(dropped) == 1 and 'camera.png' in dropped[0] and len(lenient) == 10
     assert all('camera' not in lenient[i]['gt_path'] for i in range(len(lenient)))
+
+
+def test_a_process_whose_worker_raised_still_exits():
+    """The workers ignore the stop signals, and multiprocessing's exit stops workers with SIGTERM: a process that
+    keeps the iterator of a failed load (as a traceback does) must still exit, its workers asked to stop first."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {REPO_ROOT!r})
+        import basicsr_nlattn
+        from torch.utils.data import DataLoader, Dataset
+        from basicsr_nlattn.data import DataFault, ResumableSamples, SampleKey
+
+        class Unreadable(Dataset):
+            def __len__(self):
+                return 4
+
+            def __getitem__(self, index):
+                raise OSError('unreadable')
+
+        loader = DataLoader(ResumableSamples(Unreadable(), 'datasets.train (unreadable)'), batch_size=1,
+                            sampler=[SampleKey(0, 0, 1)], num_workers=1)
+        try:
+            next(iter(loader))
+        except DataFault as fault:
+            kept = fault
+            print('DataFault')
+    """)
+    result = subprocess.run([sys.executable, '-c', script],
+                            env=subprocess_env(),
+                            capture_output=True,
+                            text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout == 'DataFault\n', result.stderr[-2000:]
