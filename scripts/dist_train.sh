@@ -42,7 +42,7 @@
 #   NNODES (default 1), NODE_RANK (default 0), MASTER_ADDR (default 127.0.0.1), MASTER_PORT (default 29500);
 #   RDZV_ENDPOINT (host:port; when set, elastic rendezvous replaces MASTER_ADDR / MASTER_PORT / NODE_RANK),
 #   RDZV_ID (default basicsr_nlattn);
-#   SHUTDOWN_TIMEOUT: seconds torchrun gives the processes to save after a stop signal before SIGKILL (default 300);
+#   SHUTDOWN_TIMEOUT: seconds torchrun gives the processes to save after a stop signal before SIGKILL (default 60);
 #   TORCHRUN: the torchrun executable (default: torchrun from PATH, e.g. the activated virtual environment's).
 set -euo pipefail
 
@@ -93,7 +93,7 @@ fi
 
 # Preemption: torchrun forwards these signals to every process (SIGUSR1 too: SLURM's --signal=USR1@120), which
 # finish their iteration, save a training state and exit with 75; it waits SHUTDOWN_TIMEOUT seconds for them.
-launch+=(--signals_to_handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 --shutdown_timeout="${SHUTDOWN_TIMEOUT:-300}")
+launch+=(--signals_to_handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 --shutdown_timeout="${SHUTDOWN_TIMEOUT:-60}")
 
 set -x
 exec "$TORCHRUN" "${launch[@]}" -m basicsr_nlattn.train -opt "$OPTION_FILE" --launcher pytorch "$@"

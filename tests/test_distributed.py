@@ -212,7 +212,7 @@ def test_dist_train_launch_arguments(tmp_path):
         env.pop(key, None)
     env['TORCHRUN'] = _fake_torchrun(tmp_path)
     tail = [
-        '--signals_to_handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1', '--shutdown_timeout=300', '-m',
+        '--signals_to_handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1', '--shutdown_timeout=60', '-m',
         'basicsr_nlattn.train', '-opt', option_file, '--launcher', 'pytorch'
     ]
 

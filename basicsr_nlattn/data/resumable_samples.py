@@ -9,8 +9,9 @@ torch's generators seeded by (manual_seed, epoch, position): the same sample get
 worker, with or without workers, resumed or not.
 """
 import atexit
-import gc
 import logging
+import signal
+import time
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Union
 
 import torch
@@ -23,26 +24,36 @@ from basicsr_nlattn.utils.stop_signals import ignore_stop_signals
 
 BAD_SAMPLE_KEY = 'bad_sample'  # in each loaded sample with skip_bad: '' or the line of the sample it replaced
 _SUBSTITUTE_TRIES = 16
+_EXIT_GRACE_SECONDS = 1.0  # for a daemonic child to end on SIGTERM at exit before it is killed
 _worker_setup_done = False
 
 
-def _shut_down_workers_at_exit() -> None:
-    """Ask the live data-loader workers of every :class:`ResumableSamples` to exit, before the interpreter's exit
-    terminates them.
+def _stop_workers_at_exit() -> None:
+    """At the interpreter's exit, stop the daemonic child processes (data-loader workers) as multiprocessing's own
+    exit handler would, SIGTERM, and kill those that ignore it; registered after that handler, this one runs first.
 
-    The workers ignore the stop signals (:func:`ignore_stop_signals`); multiprocessing's own exit handler stops
-    daemonic children with SIGTERM and then waits for them, so a worker whose iterator was never shut down (a loop
-    left by an exception that keeps it referenced) would keep the process from ever exiting. Registered after
-    multiprocessing's handler, this one runs first (atexit runs handlers last in, first out)."""
-    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
-    for candidate in gc.get_objects():
-        # type(), not isinstance(): some objects (deprecated torch aliases) warn when their __class__ is read
-        if issubclass(type(candidate), _MultiProcessingDataLoaderIter) and isinstance(
-                candidate._dataset, ResumableSamples):
-            candidate._shutdown_workers()
+    Our workers ignore SIGTERM (:func:`ignore_stop_signals`), and multiprocessing's handler waits for every child
+    it terminated: a worker whose iterator was never shut down (a load that failed in a test or a script that keeps
+    the exception) would keep the process from ever exiting. Worker processes are not told apart from other
+    daemonic children (Python drops a process's target once it started); those that honour SIGTERM end as before."""
+    import multiprocessing
+    children = [child for child in multiprocessing.active_children() if child.daemon]
+    if not children:
+        return
+    if hasattr(signal, 'SIGCHLD'):  # torch's handler raises when a worker it still watches ends
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + _EXIT_GRACE_SECONDS
+    for child in children:
+        child.join(timeout=max(0.0, deadline - time.monotonic()))
+    for child in children:
+        if child.is_alive():
+            child.kill()
+            child.join(timeout=5)
 
 
-atexit.register(_shut_down_workers_at_exit)
+atexit.register(_stop_workers_at_exit)
 
 
 class SampleKey(NamedTuple):
