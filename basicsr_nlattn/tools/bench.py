@@ -38,6 +38,26 @@ def _cpu_peak_bytes(step: Callable[[], None]) -> int:
     return peak
 
 
+def peak_memory_bytes(step: Callable[[], Any], device: torch.device) -> int:
+    """Bytes allocated by one call of ``step`` and not yet freed, at their peak: the CUDA allocator's statistics
+    on a GPU, the profiler's allocation trace (``_cpu_peak_bytes``) on the CPU."""
+    if device.type != 'cuda':
+        return _cpu_peak_bytes(step)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    baseline = torch.cuda.memory_allocated(device)
+    step()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - baseline
+
+
+def machine_name(device: str) -> str:
+    """The GPU's name on CUDA, else the processor (or architecture) and torch's thread count."""
+    if device.startswith('cuda'):
+        return torch.cuda.get_device_name(device)
+    return f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'
+
+
 def _timed(run: Callable[[], Any], device: torch.device) -> float:
     """Seconds of one call of ``run`` (the device's queued work included on CUDA)."""
     if device.type == 'cuda':
@@ -57,14 +77,7 @@ def measure(run: Callable[[], Tensor], device: torch.device, repeats: int) -> Di
 
     step()
     timings = [_timed(step, device) for _ in range(repeats)]
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-        baseline = torch.cuda.memory_allocated(device)
-        step()
-        memory = torch.cuda.max_memory_allocated(device) - baseline
-    else:
-        memory = _cpu_peak_bytes(step)
-    return {'seconds': statistics.median(timings), 'memory_mb': memory / 2**20}
+    return {'seconds': statistics.median(timings), 'memory_mb': peak_memory_bytes(step, device) / 2**20}
 
 
 class ExactAttention(nn.Module):
@@ -273,9 +286,7 @@ def run_benchmarks(sizes: Sequence[int],
     attention rows (time and memory against the input size, ``bench_plot``). ``eval_sizes`` empty skips the ENLCA
     eval table."""
     on_cuda = device.startswith('cuda')
-    machine = (
-        torch.cuda.get_device_name(device)
-        if on_cuda else f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads')
+    machine = machine_name(device)
     print(f"Machine: {machine}; torch {torch.__version__}; memory: "
           f"{'peak allocated (CUDA allocator)' if on_cuda else 'peak allocated (profiler trace)'} per pass")
     rows = bench_attention(

@@ -14,7 +14,7 @@ with the same ``num_feat``, ``num_block``, ``res_scale`` and ``upscale``:
 Time: median of ``repeats`` passes after one warm-up pass, the network's and EDSR's passes timed in turn
 (``bench.interleaved_medians``), so that a load change hits both alike. Memory: the peak of what one pass allocated
 and had not yet freed, as ``bench.measure`` reads it (CUDA allocator statistics; on the CPU the profiler's
-allocation trace, ``bench._cpu_peak_bytes``). With ``amp`` the passes run under ``torch.autocast`` (fp16 training
+allocation trace, ``bench.peak_memory_bytes``). With ``amp`` the passes run under ``torch.autocast`` (fp16 training
 with a GradScaler); with ``compile`` both networks go through ``torch.compile``, compiled by a probe (a training
 step and an eval pass) and the warm-up passes, and a network whose compilation raises is measured uncompiled, with
 a note (compiled graphs allocate outside the profiler's op events: on the CPU their memory rows under-count).
@@ -24,7 +24,6 @@ papers' networks are ``--num_feat 256 --num_block 32 --batch 16`` (a GPU's work)
 """
 import dataclasses
 import json
-import platform
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -37,7 +36,7 @@ from basicsr_nlattn.archs.attention.recording import recording_blocks
 from basicsr_nlattn.losses import CCAContrastiveLoss, ENLCAContrastiveLoss
 from basicsr_nlattn.models.contrastive_sr_model import bare_network, grad_scaler
 from basicsr_nlattn.models.tiled_inference import AMP_DTYPES, autocast_to, parse_tile_options, super_resolve
-from basicsr_nlattn.tools.bench import _cpu_peak_bytes, interleaved_medians
+from basicsr_nlattn.tools.bench import interleaved_medians, machine_name, peak_memory_bytes
 from basicsr_nlattn.utils.errors import OptionError
 
 NETWORKS = {'ENLCN': ENLCN, 'NLSN': NLSN, 'CCLNN': CCLNN, 'EDSR': EDSR}
@@ -129,18 +128,6 @@ def contrastive_losses(name: str, scale: int) -> List[nn.Module]:
     return []
 
 
-def peak_memory_mb(step: Callable[[], Any], device: torch.device) -> float:
-    """MB allocated by one call of ``step`` and not yet freed at its peak (module docstring)."""
-    if device.type != 'cuda':
-        return _cpu_peak_bytes(step) / 2**20
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    baseline = torch.cuda.memory_allocated(device)
-    step()
-    torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - baseline) / 2**20
-
-
 def training_step(net: nn.Module, losses: Sequence[nn.Module], lq: Tensor, gt: Tensor,
                   amp: Optional[torch.dtype]) -> Callable[[], None]:
     """One training iteration of ``net`` on (lq, gt): forward, L1 + ``losses``, backward, Adam step (fp16: with a
@@ -198,7 +185,7 @@ def _rows(label: str, input_shape: Sequence[int], runs: Dict[str, Callable[[], N
     """One row per network of ``runs``: interleaved median time, then peak memory, and the ratios to EDSR."""
     device = torch.device(settings.device)
     seconds = interleaved_medians(runs, device, settings.repeats)
-    memory = {name: peak_memory_mb(run, device) for name, run in runs.items()}
+    memory = {name: peak_memory_bytes(run, device) / 2**20 for name, run in runs.items()}
     return [{
         'pass': label,
         'input': 'x'.join(str(side) for side in input_shape),
@@ -272,12 +259,6 @@ def format_network_table(rows: List[Dict[str, Any]]) -> str:
     return '\n'.join(lines)
 
 
-def _machine(device: str) -> str:
-    if device.startswith('cuda'):
-        return torch.cuda.get_device_name(device)
-    return f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'
-
-
 def _describe(settings: NetworkBenchSettings, machine: str, compiled: Dict[str, bool]) -> str:
     """The lines printed above the table: machine, precision, compilation and what each pass runs."""
     precision = f'autocast {settings.amp}' if settings.amp else 'float32'
@@ -307,7 +288,7 @@ def run_network_benchmark(settings: NetworkBenchSettings, json_path: Optional[st
         ``time_vs_edsr``, ``memory_vs_edsr``).
     """
     rows, compiled = bench_networks(settings)
-    machine = _machine(settings.device)
+    machine = machine_name(settings.device)
     config = {**dataclasses.asdict(settings), 'image_size': list(settings.lr_image_size()), 'tile': list(settings.tile)}
     print(_describe(settings, machine, compiled))
     print(format_network_table(rows))
