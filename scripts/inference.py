@@ -38,13 +38,16 @@ def list_images(input_path: str) -> List[str]:
     return images
 
 
-def checkpoint_path(args: argparse.Namespace, opt: Dict[str, Any]) -> str:
-    """``--weights``, else ``path.pretrain_network_g``; OptionError when the file does not exist."""
+def network_state(args: argparse.Namespace, opt: Dict[str, Any]) -> Dict[str, Any]:
+    """The weights of ``--weights``, else ``path.pretrain_network_g`` (``read_network_state``: ``params_ema``,
+    else ``params``, else the file's own mapping); OptionError when the file does not exist or is not a
+    checkpoint."""
     from basicsr_nlattn.utils import OptionError
+    from basicsr_nlattn.utils.checkpoint_files import read_network_state
     weights = args.weights or (opt.get('path') or {}).get('pretrain_network_g')
     if not weights or not osp.isfile(weights):
         raise OptionError(f"path.pretrain_network_g (or --weights): checkpoint '{weights}' does not exist")
-    return weights
+    return read_network_state(weights, '--weights' if args.weights else 'path.pretrain_network_g')
 
 
 def open_onnx_model(args: argparse.Namespace, scale: int, tile: Optional[Dict[str, Any]],
@@ -104,7 +107,7 @@ def main() -> int:
         opt = load_option_file(args.opt)
         check_inference_options(opt)  # basicsr train|test's pre-flight check, for what this script reads
         images = list_images(args.input)
-        weights = None if args.onnx else checkpoint_path(args, opt)
+        state = None if args.onnx else network_state(args, opt)
         output_dir = osp.abspath(args.output)
         if output_dir in {osp.dirname(osp.abspath(image)) for image in images}:
             raise OptionError(f"--output: '{args.output}' holds the inputs; choose a separate folder")
@@ -122,8 +125,6 @@ def main() -> int:
     device = torch.device(args.device)
     if onnx_net is None:
         net = build_network(opt['network_g'])
-        checkpoint = torch.load(weights, map_location='cpu', weights_only=True)
-        state = checkpoint.get('params_ema', checkpoint.get('params', checkpoint))
         net.load_state_dict(state, strict=True)
         net.eval().to(device)
     else:

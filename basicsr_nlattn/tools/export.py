@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention import nlsa as nlsa_module
 from basicsr_nlattn.archs.attention.nlsa import NLSA
+from basicsr_nlattn.utils.checkpoint_files import read_network_state
 from basicsr_nlattn.utils.errors import OptionError, as_option_errors
 
 EXPORTABLE_ARCHS = ('ENLCN', 'NLSN', 'CCLNN', 'WithAttention')
@@ -109,21 +110,6 @@ def onnxruntime_errors(onnxruntime: Any) -> Tuple[type, ...]:
     return tuple(getattr(state, name) for name in ONNXRUNTIME_ERRORS if hasattr(state, name))
 
 
-def _checkpoint_state(weights: str, key: str) -> Dict[str, Tensor]:
-    """The state dict of ``weights`` as ``scripts/inference.py`` reads it: ``params_ema``, else ``params``, else the
-    file's own mapping."""
-    if not osp.isfile(weights):
-        raise OptionError(f"{key}: checkpoint '{weights}' does not exist")
-    try:
-        checkpoint = torch.load(weights, map_location='cpu', weights_only=True)
-    except Exception as error:  # other bytes: KeyError, UnpicklingError, EOFError, RuntimeError... from the unpickler
-        problem = f'{type(error).__name__}: {_first_line(error)}'
-        raise OptionError(f"{key}: '{weights}' is not a PyTorch checkpoint ({problem})") from error
-    if not isinstance(checkpoint, dict):
-        raise OptionError(f"{key}: '{weights}' holds a {type(checkpoint).__name__}, not a state dict")
-    return checkpoint.get('params_ema', checkpoint.get('params', checkpoint))
-
-
 def _check_arch(opt: Dict[str, Any]) -> str:
     """``network_g.type``, one of ``EXPORTABLE_ARCHS``, with every argument checked on the meta device."""
     from basicsr_nlattn.tools.option_check import build_network_on_meta
@@ -148,7 +134,7 @@ def prepare_network(option_file: str, weights: Optional[str] = None) -> Prepared
     arch = _check_arch(opt)
     key = '--weights' if weights else 'path.pretrain_network_g'
     weights = weights or (opt.get('path') or {}).get('pretrain_network_g')
-    state = _checkpoint_state(weights, key) if weights else None
+    state = read_network_state(weights, key) if weights else None
     seed = opt.get('manual_seed') or 0
     with torch.random.fork_rng(devices=[]), as_option_errors():
         torch.manual_seed(seed)

@@ -6,9 +6,11 @@ final name, and the previous checkpoints stay as they were.
 import os
 import tempfile
 from os import path as osp
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import torch
+
+from basicsr_nlattn.utils.errors import OptionError
 
 
 class CheckpointWriteError(OSError):
@@ -64,3 +66,20 @@ def readable_checkpoint(path: str) -> Optional[str]:
     except Exception as error:  # noqa: B902  (a truncated zip, a pickle error, an unreadable file: all mean damaged)
         return str(error).splitlines()[0] if str(error) else type(error).__name__
     return None
+
+
+def read_network_state(path: str, key: str) -> Dict[str, torch.Tensor]:
+    """The network weights in the checkpoint ``path``: ``params_ema``, else ``params``, else the file's own mapping
+    (BasicSR's model files, or a bare state dict). OptionError, starting with ``key`` (the option or flag that named
+    the file), when it is missing, not a PyTorch checkpoint or not a mapping."""
+    if not osp.isfile(path):
+        raise OptionError(f"{key}: checkpoint '{path}' does not exist")
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:  # noqa: B902  (other bytes: KeyError, UnpicklingError, EOFError... from the unpickler)
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise OptionError(
+            f"{key}: '{path}' is not a PyTorch checkpoint ({type(error).__name__}: {first_line})") from error
+    if not isinstance(checkpoint, dict):
+        raise OptionError(f"{key}: '{path}' holds a {type(checkpoint).__name__}, not a state dict")
+    return checkpoint.get('params_ema', checkpoint.get('params', checkpoint))
