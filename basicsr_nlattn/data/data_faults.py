@@ -81,11 +81,8 @@ def describe_fault(dataset: Any, backend: Dict[str, Any], index: int, error: Bas
     images = _sample_images(dataset, index)
     if images and backend.get('type') in ('disk', 'lmdb'):
         # the dataset's own client when it has opened one (LMDB refuses a second environment in one process)
-        client = getattr(dataset, 'file_client', None) or FileClient(
-            backend['type'], **{
-                k: v
-                for k, v in backend.items() if k != 'type'
-            })
+        options = {key: value for key, value in backend.items() if key != 'type'}
+        client = getattr(dataset, 'file_client', None) or FileClient(backend['type'], **options)
         for client_key, path in images:
             problem = _probe_image(client, backend, client_key, path)
             if problem is not None:

@@ -127,9 +127,9 @@ def _prefetcher(opt: Dict[str, Any], loader: Any, logger: logging.Logger) -> Any
 def _shut_down_workers(prefetcher: Any) -> None:
     """Stop the data-loader workers of ``prefetcher``'s current iterator now, as its ``__del__`` would.
 
-    Workers ignore the stop signals (a signal sent to the process group must not kill them mid-batch), so when a
-    run ends by an exception the interpreter's exit, which terminates daemonic children with SIGTERM and joins them,
-    would wait for them forever; their iterator asks them to exit instead."""
+    Workers ignore the stop signals (a signal sent to the process group must not kill them mid-batch); when a run
+    ends by an exception that keeps the iterator referenced, they would otherwise last until the interpreter's exit,
+    where ``resumable_samples`` kills them after a second's grace. Asked by their iterator, they end at once."""
     shutdown = getattr(getattr(prefetcher, 'loader', None), '_shutdown_workers', None)
     if shutdown is not None:
         shutdown()
