@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers.logs import experiment_log, validation_psnrs
 from helpers.options import tiny_demo_option, write_option
-from helpers.runs import BIN_DIR, REPO_ROOT, check_ok, free_port, subprocess_env, torchrun_command
+from helpers.runs import REPO_ROOT, check_ok, dist_train_env, subprocess_env, torchrun_script_command
 
 from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.models.contrastive_sr_model import random_feature_seed
@@ -118,8 +118,7 @@ def test_two_cpu_processes_train_in_step(arch, demo_data_root, tmp_path):
     dump_dir = str(tmp_path / 'dumps')
     env = subprocess_env()
     env['DUMP_DIR'] = dump_dir
-    command = torchrun_command(2, 'basicsr_nlattn.train', ['-opt', option_file, '--launcher', 'pytorch'])
-    command[command.index('-m'):command.index('-m') + 2] = [DUMP_HELPER]  # the helper instead of the module
+    command = torchrun_script_command(2, DUMP_HELPER, ['-opt', option_file, '--launcher', 'pytorch'])
     result = run(command, demo_data_root, env)
     check_ok(result, f'torchrun {arch}')
     for rank in (0, 1):
@@ -243,10 +242,7 @@ def test_dist_train_two_cpu_processes(demo_data_root, tmp_path):
     opt = network_option('NLSN', name, total_iter=1000)
     opt['logger']['save_checkpoint_freq'] = 2
     option_file = write_option(opt, str(tmp_path))
-    env = subprocess_env()
-    for key in ('NNODES', 'NODE_RANK', 'MASTER_ADDR', 'RDZV_ENDPOINT', 'RDZV_ID'):
-        env.pop(key, None)
-    env.update(TORCHRUN=osp.join(BIN_DIR, 'torchrun'), MASTER_PORT=str(free_port()))  # the venv's torchrun
+    env = dist_train_env()
     result = run([DIST_TRAIN, '2', option_file, '--force_yml', 'train:total_iter=2'], demo_data_root, env)
     check_ok(result, 'dist_train.sh')
     for rank in (0, 1):

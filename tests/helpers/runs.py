@@ -34,11 +34,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def torchrun_command(nproc: int, module: str, args: List[str]) -> List[str]:
+def _torchrun(nproc: int) -> List[str]:
     return [
         osp.join(BIN_DIR, 'torchrun'), f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1',
-        f'--master_port={free_port()}', '-m', module
-    ] + args
+        f'--master_port={free_port()}'
+    ]
+
+
+def torchrun_command(nproc: int, module: str, args: List[str]) -> List[str]:
+    return _torchrun(nproc) + ['-m', module] + args
+
+
+def torchrun_script_command(nproc: int, script: str, args: List[str]) -> List[str]:
+    """torchrun running a helper script (which wraps the training entry point) instead of a module."""
+    return _torchrun(nproc) + [script] + args
+
+
+def dist_train_env() -> Dict[str, str]:
+    """The environment of a one-node ``scripts/dist_train.sh`` run: no launch variables inherited, the venv's
+    torchrun, a free master port."""
+    env = subprocess_env()
+    for key in ('NNODES', 'NODE_RANK', 'MASTER_ADDR', 'RDZV_ENDPOINT', 'RDZV_ID'):
+        env.pop(key, None)
+    env.update(TORCHRUN=osp.join(BIN_DIR, 'torchrun'), MASTER_PORT=str(free_port()))
+    return env
 
 
 def check_ok(result: subprocess.CompletedProcess, what: Optional[str] = None) -> None:

@@ -15,7 +15,7 @@ import torch
 from helpers.logs import experiment_log
 from helpers.long_runs import (final_weights, long_run_option, max_difference, signal_after_log_line, train_command,
                                write_long_run)
-from helpers.runs import BIN_DIR, REPO_ROOT, check_ok, free_port, subprocess_env, torchrun_command
+from helpers.runs import REPO_ROOT, check_ok, dist_train_env, subprocess_env, torchrun_script_command
 
 PREEMPTED, FAULT, NONFINITE = 75, 2, 3
 DIST_TRAIN = osp.join(REPO_ROOT, 'scripts', 'dist_train.sh')
@@ -141,14 +141,6 @@ def test_damaged_states_and_a_full_disk_lose_nothing(demo_data_root, tmp_path):
     assert osp.isfile(osp.join(root, 'models', 'net_g_8.pth'))
 
 
-def _dist_env() -> Dict[str, str]:
-    env = subprocess_env()
-    for key in ('NNODES', 'NODE_RANK', 'MASTER_ADDR', 'RDZV_ENDPOINT', 'RDZV_ID'):
-        env.pop(key, None)
-    env.update(TORCHRUN=osp.join(BIN_DIR, 'torchrun'), MASTER_PORT=str(free_port()))
-    return env
-
-
 def test_sigterm_to_torchrun_stops_both_ranks_at_one_iteration_and_auto_resume_continues(demo_data_root, tmp_path):
     """``scripts/dist_train.sh`` with two CPU processes: SIGTERM to torchrun (as a scheduler sends it), forwarded
     to both ranks; they agree on the iteration, save once (rank 0, with both ranks' RNG states) and exit 75."""
@@ -161,7 +153,7 @@ def test_sigterm_to_torchrun_stops_both_ranks_at_one_iteration_and_auto_resume_c
                                    _iter_line(3),
                                    root,
                                    signal.SIGTERM,
-                                   env=_dist_env())
+                                   env=dist_train_env())
     # torchrun itself ends with its SignalException (its own traceback, status 1) once the ranks have exited
     assert result.returncode == 1 and result.stderr.count('Traceback') == 1, result.stderr[-4000:]
     assert 'SignalException' in result.stderr.split('Traceback')[1]
@@ -172,7 +164,7 @@ def test_sigterm_to_torchrun_stops_both_ranks_at_one_iteration_and_auto_resume_c
     state = torch.load(osp.join(root, 'training_states', f'{stop}.state'), weights_only=False)
     assert state['iter'] == stop and len(state['rng_states']) == 2
 
-    env = _dist_env()
+    env = dist_train_env()
     resumed = _run([DIST_TRAIN, '2', option_file, '--auto_resume', '--force_yml', f'train:total_iter={stop + 2}'],
                    str(tmp_path), env)
     check_ok(resumed, 'dist_train.sh --auto_resume')
@@ -193,8 +185,7 @@ def test_a_nan_batch_on_one_rank_skips_the_update_on_both_and_too_many_stop_the_
     option_file = write_long_run(opt, str(tmp_path), 'nan.yml')
     env = subprocess_env()
     env.update(NAN_RANK='1', NAN_ITERS='3,5,6')
-    command = torchrun_command(2, 'basicsr_nlattn.train', ['-opt', option_file, '--launcher', 'pytorch'])
-    command[command.index('-m'):command.index('-m') + 2] = [NAN_HELPER]
+    command = torchrun_script_command(2, NAN_HELPER, ['-opt', option_file, '--launcher', 'pytorch'])
     result = _run(command, str(tmp_path), env)
     assert result.returncode != 0
     assert re.search(r'exitcode\s*: 3\b', result.stderr), result.stderr[-4000:]
