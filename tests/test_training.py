@@ -50,6 +50,13 @@ def test_demo_option_trains_and_validation_psnr_rises(demo_data_root, tmp_path):
     assert osp.getsize(osp.join(experiments_root, 'curves.png')) > 10000
 
 
+def _state_names(training_states):
+    """The ``<iter>.state`` files of the folder, not the temporary ``.<iter>.state.*.tmp`` of a save in progress
+    (or one a SIGKILL interrupted)."""
+    names = os.listdir(training_states) if osp.isdir(training_states) else []
+    return [name for name in names if name.endswith('.state') and not name.startswith('.')]
+
+
 def _kill_after_first_checkpoint(command, cwd, training_states, timeout=300):
     """Start a training process and SIGKILL it once its first training state is completely written."""
     process = subprocess.Popen(
@@ -58,7 +65,7 @@ def _kill_after_first_checkpoint(command, cwd, training_states, timeout=300):
     try:
         while time.time() < deadline:
             assert process.poll() is None, f'training ended before its first checkpoint:\n{process.stdout.read()}'
-            states = os.listdir(training_states) if osp.isdir(training_states) else []
+            states = _state_names(training_states)
             if states:
                 state = osp.join(training_states, states[0])
                 size = osp.getsize(state)
@@ -71,7 +78,7 @@ def _kill_after_first_checkpoint(command, cwd, training_states, timeout=300):
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    return sorted(int(name.split('.')[0]) for name in os.listdir(training_states))
+    return sorted(int(name.split('.')[0]) for name in _state_names(training_states))
 
 
 def _check_resumed(result, experiments_root, killed_at, total_iter):
