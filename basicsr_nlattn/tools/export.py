@@ -36,7 +36,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from basicsr_nlattn.archs.attention import nlsa as nlsa_module
 from basicsr_nlattn.archs.attention.nlsa import NLSA
 from basicsr_nlattn.utils.checkpoint_files import read_network_state
 from basicsr_nlattn.utils.errors import OptionError, as_option_errors
@@ -220,33 +219,20 @@ class _DrawnOnce:
         return self.drawn[key]
 
 
-def _sort_by_bucket_ties_by_position(codes: Tensor, num_buckets: int) -> Tensor:
-    """``nlsa.sort_by_bucket`` with ties broken by position, as ONNX's TopK breaks them: one sort of unique keys
-    (round-offset code * r n + flat position; the legacy exporter has no stable sort)."""
-    b, rounds, n = codes.shape
-    offsets = torch.arange(rounds, device=codes.device).view(1, rounds, 1) * num_buckets
-    flat_codes = (codes + offsets).view(b, rounds * n)  # round r fills [r n, (r + 1) n)
-    positions = torch.arange(rounds * n, device=codes.device)
-    _, flat_order = (flat_codes * (rounds * n) + positions).sort(dim=-1)
-    return (flat_order % n).view(b, rounds, n)
-
-
 @contextlib.contextmanager
 def traceable_nlsa(net: nn.Module) -> Iterator[None]:
     """Inside the block, every NLSA of ``net`` (eval) returns its rotations as tensors drawn once (``_DrawnOnce``)
-    and sorts ties by position (``_sort_by_bucket_ties_by_position``); both are undone on leaving."""
+    and orders the positions of a bucket by index (``NLSA.ties_by_position``); both are undone on leaving."""
     blocks = [module for module in net.modules() if isinstance(module, NLSA)]
-    sort_by_bucket = nlsa_module.sort_by_bucket
     for block in blocks:
         block.rotations = _DrawnOnce(block)
-    if blocks:
-        nlsa_module.sort_by_bucket = _sort_by_bucket_ties_by_position
+        block.ties_by_position = True
     try:
         yield
     finally:
-        nlsa_module.sort_by_bucket = sort_by_bucket
         for block in blocks:
             del block.rotations
+            block.ties_by_position = False
 
 
 def trace_to_onnx(net: nn.Module, example: Tensor, path: str, dynamic: bool) -> None:

@@ -109,7 +109,7 @@ def test_onnxruntime_matches_pytorch_on_a_photograph(arch, tmp_path, capsys):
 def test_nlsa_ties_by_position_is_the_bucket_order_of_a_stable_sort():
     """The export's tie order: the same buckets in the same sequence as NLSA's torch.sort, positions in order."""
     codes = torch.randint(0, 4, (2, 3, 50), generator=torch.Generator().manual_seed(0))
-    order = export._sort_by_bucket_ties_by_position(codes, 4)
+    order = nlsa_module.sort_by_bucket(codes, 4, ties_by_position=True)
     offset_codes = codes + torch.arange(3).view(1, 3, 1) * 4
     stable = offset_codes.view(2, 150).sort(dim=-1, stable=True).indices % 50
     assert torch.equal(order, stable.view(2, 3, 50))

@@ -61,41 +61,57 @@ def _with_neighbours(chunks: Tensor) -> Tensor:
     return torch.cat([chunks, chunks.roll(1, dims=2), chunks.roll(-1, dims=2)], dim=3)
 
 
-def sort_by_bucket(codes: Tensor, num_buckets: int) -> Tensor:
+def sort_by_bucket(codes: Tensor, num_buckets: int, *, ties_by_position: bool = False) -> Tensor:
     """Eq. 8-9: the order that groups each round's positions by bucket, (b, r, n) codes -> (b, r, n) positions.
 
     As the official code: round r's codes are offset by r * num_buckets and all rounds are sorted together by one
     ``torch.sort`` (not stable), so positions that share a bucket keep the order that sort gives them; with the
-    official block's codes, the chunks are the official chunks.
+    official block's codes, the chunks are the official chunks. ``ties_by_position`` orders the positions of a
+    bucket by index instead (the order of ONNX's TopK, used for export): one sort of unique keys, round-offset
+    code * r n + flat position, since the exporter has no stable sort.
     """
     b, rounds, n = codes.shape
     offsets = torch.arange(rounds, device=codes.device).view(1, rounds, 1) * num_buckets
-    _, flat_order = (codes + offsets).view(b, rounds * n).sort(dim=-1)  # round r fills [r n, (r + 1) n)
+    keys = (codes + offsets).view(b, rounds * n)  # round r fills [r n, (r + 1) n)
+    if ties_by_position:
+        keys = keys * (rounds * n) + torch.arange(rounds * n, device=codes.device)
+    _, flat_order = keys.sort(dim=-1)
     return (flat_order % n).view(b, rounds, n)
 
 
-def chunked_order(codes: Tensor, num_buckets: int, chunk_size: int) -> Tuple[Tensor, int]:
+def chunked_order(codes: Tensor,
+                  num_buckets: int,
+                  chunk_size: int,
+                  *,
+                  ties_by_position: bool = False) -> Tuple[Tensor, int]:
     """The sorted positions of each round, padded by repeating the sorted tail to whole chunks (Eq. 8-9).
 
     Args:
         codes (Tensor): (b, rounds, n) bucket codes in [0, num_buckets).
         num_buckets (int): m, the number of hash buckets.
         chunk_size (int): positions per chunk; a sequence shorter than that is one chunk of n.
+        ties_by_position (bool): order a bucket's positions by index (see ``sort_by_bucket``). Default: False.
 
     Returns:
         (Tensor, int): positions (b, rounds, k * s) whose chunk j is [j s, (j + 1) s), and the chunk size s.
     """
     n = codes.shape[-1]
     chunk = min(chunk_size, n)
-    order = sort_by_bucket(codes, num_buckets)  # (b, r, n)
+    order = sort_by_bucket(codes, num_buckets, ties_by_position=ties_by_position)  # (b, r, n)
     padding = (-n) % chunk
     if padding:
         order = torch.cat([order, order[..., n - padding:]], dim=-1)
     return order, chunk
 
 
-def bucketed_attention(query: Tensor, key: Tensor, value: Tensor, codes: Tensor, chunk_size: int,
-                       num_buckets: int) -> Tuple[Tensor, Tensor]:
+def bucketed_attention(query: Tensor,
+                       key: Tensor,
+                       value: Tensor,
+                       codes: Tensor,
+                       chunk_size: int,
+                       num_buckets: int,
+                       *,
+                       ties_by_position: bool = False) -> Tuple[Tensor, Tensor]:
     """Sort positions by bucket (Eq. 8-9), attend within each chunk and its neighbours (Eq. 10), undo the sort.
 
     Memory is O(rounds x n x 3 chunk_size): no n x n tensor. When n is not a multiple of ``chunk_size``, each
@@ -109,13 +125,14 @@ def bucketed_attention(query: Tensor, key: Tensor, value: Tensor, codes: Tensor,
         codes (Tensor): (b, rounds, n) bucket codes in [0, num_buckets).
         chunk_size (int): positions per chunk k.
         num_buckets (int): m, the number of hash buckets (sets the official sort's round offsets).
+        ties_by_position (bool): order a bucket's positions by index (see ``sort_by_bucket``). Default: False.
 
     Returns:
         (Tensor, Tensor): outputs (b, rounds, n, c) and their logsumexp (b, rounds, n).
     """
     b, n, _ = query.shape
     rounds = codes.shape[1]
-    order, chunk = chunked_order(codes, num_buckets, chunk_size)  # (b, r, k * s)
+    order, chunk = chunked_order(codes, num_buckets, chunk_size, ties_by_position=ties_by_position)  # (b, r, k * s)
     num_chunks = order.shape[-1] // chunk
 
     def gather(tensor: Tensor) -> Tensor:  # (b, n, d) -> (b, r, k, s, d) in sorted order
@@ -189,6 +206,8 @@ class NLSA(nn.Module):
         self.res_scale = res_scale
         self.max_buckets = max_buckets
         self.eval_seed = eval_seed
+        # Set by the ONNX export, whose TopK orders ties by position; torch.sort's order (the official one) otherwise.
+        self.ties_by_position = False
         self.match_conv = nn.Conv2d(num_feat, num_feat // reduction, 3, 1, 1)
         self.value_conv = nn.Conv2d(num_feat, num_feat, 1)
 
@@ -230,7 +249,8 @@ class NLSA(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         embed, key, value, codes, num_buckets = self.embed_and_hash(x)
-        attended, logsumexp = bucketed_attention(embed, key, value, codes, self.chunk_size, num_buckets)
+        attended, logsumexp = bucketed_attention(
+            embed, key, value, codes, self.chunk_size, num_buckets, ties_by_position=self.ties_by_position)
         # Eq. 11's softmax over rounds in float32 at least: under autocast the logsumexp arrives in bfloat16/float16.
         core_dtype = torch.promote_types(attended.dtype, torch.float32)
         with torch.autocast(device_type=x.device.type, enabled=False):
