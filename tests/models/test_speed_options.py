@@ -122,9 +122,10 @@ def test_the_contrastive_losses_and_nlsa_compute_in_float32_under_autocast(monke
     assert loss.dtype == torch.float32
     seen = []
 
-    def spy(outputs, logsumexp):
-        seen.append((outputs.dtype, logsumexp.dtype, torch.is_autocast_enabled('cpu')))
-        return combine_rounds(outputs, logsumexp)
+    def spy(rounds):
+        combined = combine_rounds(rounds)
+        seen.append((combined.dtype, combined.dtype, torch.is_autocast_enabled('cpu')))
+        return combined
 
     monkeypatch.setattr(nlsa, 'combine_rounds', spy)
     nlsn = build_network({'type': 'NLSN', 'num_feat': 8, 'num_block': 1, 'upscale': 2, 'chunk_size': 16})

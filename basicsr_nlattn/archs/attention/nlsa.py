@@ -3,13 +3,14 @@
 Paper: Image Super-Resolution with Non-Local Sparse Attention (Mei, Fan and Zhou, CVPR 2021), Eq. 7-11.
 Official code: https://github.com/HarukiYqM/Non-Local-Sparse-Attention.
 """
-from typing import Tuple
+from typing import Iterable, Tuple
 
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
 
+from basicsr_nlattn.archs.attention.chunk_attention import chunk_attention
 from basicsr_nlattn.utils.errors import OptionError
 
 NORMALIZE_EPS = 5e-5  # the official code's eps of F.normalize for the keys
@@ -24,6 +25,10 @@ def num_hash_buckets(num_positions: int, chunk_size: int, max_buckets: int = 128
 def spherical_hash(embed: Tensor, rotations: Tensor) -> Tensor:
     """h(x) = argmax [x R, -x R] (Eq. 7): the nearest vertex of a randomly rotated cross-polytope.
 
+    Computed without the (b, rounds, n, m) concatenation: the maximum of [x R, -x R] is max(x R) unless -min(x R)
+    is larger, and its first index is the smallest index where x R equals that maximum (or that minimum), which
+    ``amin`` finds faster than ``argmax`` does.
+
     Args:
         embed (Tensor): (b, n, c) embeddings (their norm does not change the argmax).
         rotations (Tensor): (c, rounds, m / 2) Gaussian rotation, one per hashing round.
@@ -31,34 +36,46 @@ def spherical_hash(embed: Tensor, rotations: Tensor) -> Tensor:
     Returns:
         Tensor: (b, rounds, n) bucket codes in [0, m).
     """
+    half = rotations.shape[-1]
     rotated = torch.einsum('bnc,crm->brnm', embed, rotations)
-    return torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)
+    high, low = rotated.amax(dim=-1, keepdim=True), rotated.amin(dim=-1, keepdim=True)
+    positive = high >= -low
+    indices = torch.arange(half, device=embed.device, dtype=rotated.dtype)
+    first = torch.where(rotated == torch.where(positive, high, low), indices, half).amin(dim=-1, keepdim=True)
+    return (first.long() + half * (~positive).long()).squeeze(-1)
 
 
-def combine_rounds(outputs: Tensor, logsumexp: Tensor) -> Tensor:
-    """Eq. 11: weight round r by sum_j f(x_i, x_j) over its bucket, normalised over rounds: softmax of the logsumexp.
+def combine_rounds(rounds: Iterable[Tuple[Tensor, Tensor]]) -> Tensor:
+    """Eq. 11: weight round r by sum_j f(x_i, x_j) over its bucket, normalised over rounds (a softmax of the rounds'
+    logsumexp), accumulated as the rounds come so that no (rounds, n, c) tensor exists.
+
+    With M the running maximum of the logsumexps L_r: A = sum_r exp(L_r - M) o_r, Z = sum_r exp(L_r - M), output
+    A / Z. In float32 at least; in place (the same arithmetic) when no gradient is needed.
 
     Args:
-        outputs (Tensor): (b, rounds, n, c) single-round attention outputs Att(x_i, delta_{r,i}) (Eq. 10).
-        logsumexp (Tensor): (b, rounds, n) log sum_j f(x_i, x_j) of each round.
+        rounds (Iterable[Tuple[Tensor, Tensor]]): per round, its outputs (b, n, c) Att(x_i, delta_{r,i}) (Eq. 10)
+            and their logsumexp (b, n), log sum_j f(x_i, x_j).
 
     Returns:
         Tensor: (b, n, c).
     """
-    weights = torch.softmax(logsumexp, dim=1).unsqueeze(-1)
-    return (weights * outputs).sum(dim=1)
-
-
-def _with_neighbours(chunks: Tensor) -> Tensor:
-    """(b, r, k, s, c) chunks -> (b, r, k, 3s, c): each chunk, then the previous and the next one (cyclic), as the
-    official code; with two chunks the other one appears twice, as previous and as next.
-
-    A single chunk is returned alone: the official code would concatenate it three times, which leaves every
-    softmax unchanged and raises every round's logsumexp by the same log 3, so Eq. 11 gives the same output.
-    """
-    if chunks.shape[2] == 1:
-        return chunks
-    return torch.cat([chunks, chunks.roll(1, dims=2), chunks.roll(-1, dims=2)], dim=3)
+    total = norm = running_max = None
+    for attended, logsumexp in rounds:
+        dtype = torch.promote_types(attended.dtype, torch.float32)
+        attended, logsumexp = attended.to(dtype), logsumexp.to(dtype).unsqueeze(-1)
+        if total is None:
+            total, norm, running_max = attended, torch.ones_like(logsumexp), logsumexp
+            continue
+        new_max = torch.maximum(running_max, logsumexp)
+        old_scale, new_scale = torch.exp(running_max - new_max), torch.exp(logsumexp - new_max)
+        if torch.is_grad_enabled() and (total.requires_grad or attended.requires_grad):
+            total, norm = total * old_scale + attended * new_scale, norm * old_scale + new_scale
+        else:
+            total, norm = total.mul_(old_scale).add_(attended.mul_(new_scale)), norm.mul_(old_scale).add_(new_scale)
+        running_max = new_max
+    if total is None:
+        raise ValueError('combine_rounds needs at least one round')
+    return total / norm
 
 
 def sort_by_bucket(codes: Tensor, num_buckets: int, *, ties_by_position: bool = False) -> Tensor:
@@ -104,6 +121,63 @@ def chunked_order(codes: Tensor,
     return order, chunk
 
 
+def _chunk_major_rows(order: Tensor, num_positions: int, chunk: int, with_neighbours: bool) -> Tensor:
+    """Rows of the flattened (b n, d) inputs for each sorted position, chunk-major: (b, r, k s) -> (k [+ 2], b r, s).
+
+    With neighbours, the last chunk is put before the first and the first after the last, so that chunks j, j + 1,
+    j + 2 are the previous, the own and the next chunk of chunk j (cyclic, as the official code; with two chunks the
+    other one is both).
+    """
+    b, rounds, length = order.shape
+    rows = order + torch.arange(b, device=order.device).view(b, 1, 1) * num_positions
+    rows = rows.reshape(b * rounds, length // chunk, chunk).transpose(0, 1)  # (k, b r, s)
+    if with_neighbours:
+        rows = torch.cat([rows[-1:], rows, rows[:1]])
+    return rows
+
+
+def _gather_rows(tensor: Tensor, rows: Tensor) -> Tensor:
+    """(b, n, d) and (k, B, s) row indices -> (k, B, s, d)."""
+    return tensor.reshape(-1, tensor.shape[-1]).index_select(0, rows.reshape(-1)).view(*rows.shape, -1)
+
+
+def _unsort(sorted_values: Tensor, order: Tensor, num_positions: int) -> Tensor:
+    """Chunk-major (k, b r, s, d) values of the sorted positions -> (b, r, n, d) in the original order, the padded
+    tail dropped (its positions are written to a spare row; every other row is written once)."""
+    b, rounds, length = order.shape
+    sequence = torch.arange(b * rounds, device=order.device).view(b, rounds, 1)
+    destination = torch.where(
+        torch.arange(length, device=order.device) < num_positions, order + sequence * num_positions,
+        b * rounds * num_positions)
+    destination = destination.reshape(b * rounds, -1, sorted_values.shape[2]).transpose(0, 1).reshape(-1)
+    flat = sorted_values.reshape(-1, sorted_values.shape[-1])
+    unsorted = flat.new_empty(b * rounds * num_positions + 1, flat.shape[-1]).index_copy(0, destination, flat)
+    return unsorted[:-1].view(b, rounds, num_positions, -1)
+
+
+def attend_in_sorted_order(query: Tensor, key: Tensor, value: Tensor, order: Tensor,
+                           chunk: int) -> Tuple[Tensor, Tensor]:
+    """Eq. 10 along sorted, padded sequences: each chunk attends to itself and its two neighbouring chunks.
+
+    Args:
+        query (Tensor): (b, n, c') queries.
+        key (Tensor): (b, n, c') keys.
+        value (Tensor): (b, n, c) values.
+        order (Tensor): (b, rounds, k * s) sorted positions of each round, padded (``chunked_order``).
+        chunk (int): s, positions per chunk.
+
+    Returns:
+        (Tensor, Tensor): outputs (b, rounds, n, c) and their logsumexp (b, rounds, n), in the original order.
+    """
+    n = query.shape[1]
+    num_chunks = order.shape[-1] // chunk
+    rows = _chunk_major_rows(order, n, chunk, with_neighbours=num_chunks > 1)
+    own_rows = rows[1:-1] if num_chunks > 1 else rows
+    attended, logsumexp = chunk_attention(
+        _gather_rows(query, own_rows), _gather_rows(key, rows), _gather_rows(value, rows))
+    return _unsort(attended, order, n), _unsort(logsumexp.unsqueeze(-1), order, n).squeeze(-1)
+
+
 def bucketed_attention(query: Tensor,
                        key: Tensor,
                        value: Tensor,
@@ -114,9 +188,9 @@ def bucketed_attention(query: Tensor,
                        ties_by_position: bool = False) -> Tuple[Tensor, Tensor]:
     """Sort positions by bucket (Eq. 8-9), attend within each chunk and its neighbours (Eq. 10), undo the sort.
 
-    Memory is O(rounds x n x 3 chunk_size): no n x n tensor. When n is not a multiple of ``chunk_size``, each
-    round's sorted sequence is padded by repeating its tail (the padded queries are dropped); when n is at most one
-    chunk, that one chunk of n positions is exact attention.
+    Logits exist for a group of chunks at a time (``chunk_attention``): no n x n tensor, and none of rounds x n x
+    3 chunk_size. When n is not a multiple of ``chunk_size``, each round's sorted sequence is padded by repeating
+    its tail (the padded queries are dropped); when n is at most one chunk, that chunk is exact attention.
 
     Args:
         query (Tensor): (b, n, c') queries.
@@ -130,25 +204,8 @@ def bucketed_attention(query: Tensor,
     Returns:
         (Tensor, Tensor): outputs (b, rounds, n, c) and their logsumexp (b, rounds, n).
     """
-    b, n, _ = query.shape
-    rounds = codes.shape[1]
-    order, chunk = chunked_order(codes, num_buckets, chunk_size, ties_by_position=ties_by_position)  # (b, r, k * s)
-    num_chunks = order.shape[-1] // chunk
-
-    def gather(tensor: Tensor) -> Tensor:  # (b, n, d) -> (b, r, k, s, d) in sorted order
-        flat = order.reshape(b, -1, 1).expand(-1, -1, tensor.shape[-1])
-        return tensor.gather(1, flat).view(b, rounds, num_chunks, chunk, tensor.shape[-1])
-
-    query_chunks = gather(query)
-    key_context, value_context = _with_neighbours(gather(key)), _with_neighbours(gather(value))
-    logits = torch.einsum('brkic,brkjc->brkij', query_chunks, key_context)  # (b, r, k, s, s or 3s)
-    logsumexp = torch.logsumexp(logits, dim=-1, keepdim=True)
-    attended = torch.einsum('brkij,brkjc->brkic', torch.exp(logits - logsumexp), value_context)
-    attended = attended.reshape(b, rounds, -1, value.shape[-1])[:, :, :n]  # (b, r, n, c), sorted order
-    logsumexp = logsumexp.reshape(b, rounds, -1)[:, :, :n]
-    undo = torch.argsort(order[..., :n], dim=-1)  # sorted position of each original position
-    attended = attended.gather(2, undo.unsqueeze(-1).expand(-1, -1, -1, value.shape[-1]))
-    return attended, logsumexp.gather(2, undo)
+    order, chunk = chunked_order(codes, num_buckets, chunk_size, ties_by_position=ties_by_position)
+    return attend_in_sorted_order(query, key, value, order, chunk)
 
 
 @ARCH_REGISTRY.register()
@@ -236,8 +293,11 @@ class NLSA(nn.Module):
     def embed_and_hash(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, int]:
         """Queries, unit keys (b, hw, c'), values (b, hw, c), bucket codes (b, rounds, hw) and the bucket count."""
         b, _, h, w = x.shape
-        embed = self.match_conv(x).flatten(2).transpose(1, 2)  # (b, hw, c')
-        value = self.value_conv(x).flatten(2).transpose(1, 2)  # (b, hw, c)
+        # (b, hw, c') and (b, hw, c), contiguous: the attention gathers their rows once per round
+        embed = self.match_conv(x).flatten(2).transpose(1, 2).contiguous()
+        # the 1x1 value convolution as one product, written directly in the (b, hw, c) layout
+        weight = self.value_conv.weight.flatten(1)  # (c, c)
+        value = torch.bmm(x.flatten(2).transpose(1, 2), weight.t().expand(b, -1, -1)).add_(self.value_conv.bias)
         if h * w < self.chunk_size:  # one chunk: every position attends to all (the official code crashes)
             num_buckets = 1
             codes = embed.new_zeros((b, self.n_hashes, h * w), dtype=torch.long)
@@ -249,14 +309,12 @@ class NLSA(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         embed, key, value, codes, num_buckets = self.embed_and_hash(x)
-        attended, logsumexp = bucketed_attention(
-            embed, key, value, codes, self.chunk_size, num_buckets, ties_by_position=self.ties_by_position)
-        # Eq. 11's softmax over rounds in float32 at least: under autocast the logsumexp arrives in bfloat16/float16.
-        core_dtype = torch.promote_types(attended.dtype, torch.float32)
+        order, chunk = chunked_order(codes, num_buckets, self.chunk_size, ties_by_position=self.ties_by_position)
+        rounds = (attend_in_sorted_order(embed, key, value, order[:, r:r + 1], chunk) for r in range(codes.shape[1]))
+        # Eq. 11 in float32 at least: under autocast the rounds may come in bfloat16/float16.
         with torch.autocast(device_type=x.device.type, enabled=False):
-            out = combine_rounds(attended.to(core_dtype), logsumexp.to(core_dtype))  # (b, hw, c)
-        out = out.to(x.dtype)
-        return x + self.res_scale * out.transpose(1, 2).reshape(b, c, h, w)
+            out = combine_rounds((attended[:, 0], logsumexp[:, 0]) for attended, logsumexp in rounds)  # (b, hw, c)
+        return torch.add(x, out.to(x.dtype).transpose(1, 2).view(b, c, h, w), alpha=self.res_scale)
 
     def extra_repr(self) -> str:
         return f'chunk_size={self.chunk_size}, n_hashes={self.n_hashes}, res_scale={self.res_scale}'

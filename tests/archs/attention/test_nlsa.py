@@ -8,8 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers.official_reference import official_nlsa
+from torch.overrides import TorchFunctionMode
 
 from basicsr_nlattn.archs.attention import NLSA, combine_rounds, spherical_hash
+from basicsr_nlattn.archs.attention import chunk_attention as chunk_attention_module
+from basicsr_nlattn.archs.attention.chunk_attention import chunk_attention
 from basicsr_nlattn.archs.attention.nlsa import num_hash_buckets
 
 
@@ -133,7 +136,8 @@ def test_evaluation_is_the_official_computation_with_the_seeded_rotations():
 def test_round_combination_is_eq_11_by_hand():
     outputs = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]], dtype=torch.float64)  # (b=1, r=2, n=1, c=2)
     lse = torch.log(torch.tensor([[[3.0], [1.0]]], dtype=torch.float64))  # round sums of f: 3 and 1
-    torch.testing.assert_close(combine_rounds(outputs, lse), torch.tensor([[[0.75, 0.25]]], dtype=torch.float64))
+    rounds = [(outputs[:, r], lse[:, r]) for r in range(2)]
+    torch.testing.assert_close(combine_rounds(rounds), torch.tensor([[[0.75, 0.25]]], dtype=torch.float64))
 
 
 def test_bucket_count():
@@ -214,3 +218,122 @@ def test_yaml_style_construction_and_parameter_count():
 def test_bad_block_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         NLSA(16, **kwargs)
+
+
+def _official_parameters(block):
+    return [block.match_conv.weight, block.match_conv.bias, block.value_conv.weight, block.value_conv.bias]
+
+
+@pytest.mark.parametrize('size', [(20, 23), (13, 17), (12, 12), (7, 9)])  # padded, two chunks, one chunk, < chunk
+def test_gradients_equal_autograd_through_the_official_block_in_float64(size):
+    torch.manual_seed(0)
+    block = NLSA(16, reduction=4, chunk_size=144 if size[0] * size[1] >= 144 else 63, res_scale=0.5).double().train()
+    x = torch.randn(2, 16, *size, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(2, 16, *size, dtype=torch.float64)
+    torch.manual_seed(7)
+    ours = torch.autograd.grad(block(x), [x] + list(block.parameters()), upstream)
+    torch.manual_seed(7)
+    official_out = official_nlsa(x, (block.match_conv.weight, block.match_conv.bias),
+                                 (block.value_conv.weight, block.value_conv.bias),
+                                 n_hashes=block.n_hashes,
+                                 chunk_size=block.chunk_size,
+                                 res_scale=block.res_scale)
+    official = torch.autograd.grad(official_out, [x] + _official_parameters(block), upstream)
+    for name, mine, theirs in zip(['input', 'match weight', 'match bias', 'value weight', 'value bias'], ours,
+                                  official):
+        assert theirs.abs().max() > 0, name
+        assert (mine - theirs).abs().max() <= 1e-10 * theirs.abs().max(), name
+
+
+def _chunk_major(num_chunks, batch, chunk, dim, halo, seed):
+    generator = torch.Generator().manual_seed(seed)
+    shape = (num_chunks + (2 if halo else 0), batch, chunk, dim)
+    return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+
+def literal_chunk_attention(query, key, value):
+    """Eq. 10 per chunk, written out: softmax of each query against the concatenated window, and its logsumexp."""
+    num_chunks = query.shape[0]
+    halo = key.shape[0] != num_chunks
+    outputs, lses = [], []
+    for j in range(num_chunks):
+        window = [j, j + 1, j + 2] if halo else [j]
+        keys = torch.cat([key[t] for t in window], dim=1)  # (B, 3s, c')
+        values = torch.cat([value[t] for t in window], dim=1)
+        logits = query[j] @ keys.transpose(1, 2)
+        outputs.append(torch.softmax(logits, dim=-1) @ values)
+        lses.append(torch.logsumexp(logits, dim=-1))
+    return torch.stack(outputs), torch.stack(lses)
+
+
+@pytest.mark.parametrize('halo', [True, False])
+def test_chunk_attention_is_the_literal_softmax_and_passes_gradcheck(halo, monkeypatch):
+    monkeypatch.setattr(chunk_attention_module, 'LOGITS_PER_GROUP', 2 * 5 * 5 * 3)  # groups of two chunks
+    num_chunks = 5 if halo else 1
+    query = _chunk_major(num_chunks, 2, 5, 3, False, 0).requires_grad_()
+    key = _chunk_major(num_chunks, 2, 5, 3, halo, 1).requires_grad_()
+    value = _chunk_major(num_chunks, 2, 5, 4, halo, 2).requires_grad_()
+    out, lse = chunk_attention(query, key, value)
+    expected_out, expected_lse = literal_chunk_attention(query, key, value)
+    torch.testing.assert_close(out, expected_out, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(lse, expected_lse, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda q, k, v: chunk_attention(q, k, v), (query, key, value))
+    grads = torch.autograd.grad((out * value.new_ones(out.shape)).sum() + lse.square().sum(), [query, key, value])
+    expected = torch.autograd.grad(expected_out.sum() + expected_lse.square().sum(), [query, key, value])
+    for mine, theirs in zip(grads, expected):
+        torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_output_does_not_depend_on_the_group_size(monkeypatch):
+    block = _block(chunk_size=8, n_hashes=3).eval()
+    x = torch.randn(2, 16, 9, 11, dtype=torch.float64)
+    whole = block(x)
+    monkeypatch.setattr(chunk_attention_module, 'LOGITS_PER_GROUP', 1)  # one chunk per group
+    torch.testing.assert_close(block(x), whole, rtol=1e-13, atol=1e-13)
+
+
+class _LargestTensor(TorchFunctionMode):
+    """Records the most elements of any tensor a torch function returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        for item in result if isinstance(result, (tuple, list)) else [result]:
+            if isinstance(item, torch.Tensor):
+                self.largest = max(self.largest, item.numel())
+        return result
+
+
+@pytest.mark.parametrize('grad', [False, True])
+def test_no_tensor_of_rounds_x_positions_x_window_exists(grad, monkeypatch):
+    """Neither in evaluation nor in training: the largest tensor is an input-sized one, or one group's logits."""
+    monkeypatch.setattr(chunk_attention_module, 'LOGITS_PER_GROUP', 2 * 16 * 16 * 3)
+    torch.manual_seed(0)
+    block = NLSA(8, reduction=2, chunk_size=16, n_hashes=4).train(grad)
+    x = torch.randn(1, 8, 24, 30)  # 720 positions, 45 chunks of 16
+    rounds_window = 4 * 720 * 3 * 16
+    with torch.set_grad_enabled(grad), _LargestTensor() as mode:
+        block(x).sum()
+    rotated = 4 * 720 * num_hash_buckets(720, 16) // 2  # the hashing's x R, (b, rounds, n, m / 2)
+    assert mode.largest <= max(x.numel(), rotated, 2 * 16 * 16 * 3)
+    assert max(x.numel(), rotated, 2 * 16 * 16 * 3) < rounds_window / 2
+
+
+def test_training_saves_no_logits_for_the_backward():
+    torch.manual_seed(0)
+    block = NLSA(8, reduction=2, chunk_size=16, n_hashes=4).train()
+    x = torch.randn(2, 8, 24, 30, requires_grad=True)
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = block(x)
+    out.sum().backward()
+    per_round_window = 2 * 720 * 3 * 16  # one round's logits: b x n x 3 chunk
+    assert saved and max(saved) < per_round_window / 4

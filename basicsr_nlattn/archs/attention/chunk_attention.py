@@ -1,0 +1,146 @@
+"""Softmax attention of each chunk of a sorted sequence to its own and its two neighbouring chunks (NLSA Eq. 10),
+a group of chunks at a time, without a logits-sized tensor for the whole sequence.
+
+Paper: Image Super-Resolution with Non-Local Sparse Attention (Mei, Fan and Zhou, CVPR 2021), Eq. 10. The
+backward recomputes each group's logits from the saved queries, keys, values and per-query logsumexp, as
+memory-efficient attention does (Rabe and Staats, "Self-attention Does Not Need O(n^2) Memory", 2021; Dao et al.,
+"FlashAttention", 2022).
+
+Layout (chunk-major, so that a group of chunks and its neighbours are contiguous views):
+    query (k, B, s, c'): chunk j of sequence i is query[j, i];
+    key (k + 2h, B, s, c') and value (k + 2h, B, s, c): with h = 1, key[j], key[j + 1], key[j + 2] are the
+    previous, the own and the next chunk of query chunk j (the caller puts the last chunk before the first and the
+    first after the last); with h = 0 (a single chunk), key[j] is the own chunk only.
+"""
+from typing import List, Tuple
+
+import torch
+from torch import Tensor
+
+# Logits held at once by one group of chunks, in elements (2 MiB in float32: the group stays in the caches).
+LOGITS_PER_GROUP = 1 << 19
+
+
+def _neighbour_offsets(query: Tensor, key: Tensor) -> Tuple[int, ...]:
+    """The key chunks of query chunk j are key[j + t] for t in these offsets."""
+    halo = key.shape[0] - query.shape[0]
+    if halo not in (0, 2):
+        raise ValueError(f'chunk attention: key needs k or k + 2 chunks for k = {query.shape[0]}, got {key.shape[0]}')
+    return (0, 1, 2) if halo else (0, )
+
+
+def chunk_groups(query: Tensor, num_offsets: int, logits_per_group: int = LOGITS_PER_GROUP) -> List[Tuple[int, int]]:
+    """[start, stop) chunk ranges whose logits (chunks x B x s x s x offsets) fit ``logits_per_group``."""
+    num_chunks, batch, chunk = query.shape[:3]
+    per_chunk = batch * chunk * chunk * num_offsets
+    size = max(1, logits_per_group // per_chunk)
+    return [(start, min(start + size, num_chunks)) for start in range(0, num_chunks, size)]
+
+
+def _rows(tensor: Tensor, start: int, stop: int) -> Tensor:
+    """Chunks [start, stop) of a chunk-major (k, B, s, d) tensor as a batch of matrices (G B, s, d), a view."""
+    return tensor[start:stop].reshape(-1, tensor.shape[2], tensor.shape[3])
+
+
+def chunk_attention_forward(query: Tensor, key: Tensor, value: Tensor) -> Tuple[Tensor, Tensor]:
+    """Eq. 10 for every query: softmax over its chunk and the neighbouring ones, and the logsumexp of its logits.
+
+    Args:
+        query (Tensor): (k, B, s, c') sorted queries, chunk-major.
+        key (Tensor): (k + 2h, B, s, c') sorted keys with the neighbouring chunks (see the module docstring).
+        value (Tensor): (k + 2h, B, s, c) sorted values, laid out as the keys.
+
+    Returns:
+        (Tensor, Tensor): outputs (k, B, s, c) in the query's dtype and logsumexp (k, B, s) in float32 at least.
+    """
+    offsets = _neighbour_offsets(query, key)
+    num_chunks, batch, chunk, _ = query.shape
+    stat_dtype = torch.promote_types(query.dtype, torch.float32)
+    outputs, logsumexps = [], []
+    for start, stop in chunk_groups(query, len(offsets)):
+        queries = _rows(query, start, stop)  # (G B, s, c')
+        logits = [torch.bmm(queries, _rows(key, start + t, stop + t).transpose(1, 2)) for t in offsets]
+        row_max = logits[0].amax(dim=-1, keepdim=True)  # (G B, s, 1)
+        for part in logits[1:]:
+            row_max = torch.maximum(row_max, part.amax(dim=-1, keepdim=True))
+        attended, row_sum = None, None
+        for t, part in zip(offsets, logits):
+            weights = part.sub_(row_max).exp_()  # unnormalised: divided once, on the (G B, s, c) output
+            part_sum = weights.sum(dim=-1, keepdim=True, dtype=stat_dtype)
+            part_out = torch.bmm(weights, _rows(value, start + t, stop + t))
+            row_sum = part_sum if row_sum is None else row_sum.add_(part_sum)
+            attended = part_out if attended is None else attended.add_(part_out)
+        outputs.append((attended / row_sum).to(query.dtype).view(stop - start, batch, chunk, -1))
+        logsumexps.append((row_max.to(stat_dtype) + torch.log(row_sum)).view(stop - start, batch, chunk))
+    return torch.cat(outputs), torch.cat(logsumexps)
+
+
+def chunk_attention_backward(query: Tensor, key: Tensor, value: Tensor, logsumexp: Tensor, grad_out: Tensor,
+                             grad_logsumexp: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Gradients of ``chunk_attention_forward`` with respect to query, key and value, logits recomputed per group.
+
+    With p_ij = exp(q_i . k_j - L_i), o_i = sum_j p_ij v_j and L_i = log sum_j exp(q_i . k_j):
+    dv_j = sum_i p_ij do_i, ds_ij = p_ij (do_i . v_j - do_i . o_i + dL_i), dq_i = sum_j ds_ij k_j,
+    dk_j = sum_i ds_ij q_i, where do_i . o_i = sum_j p_ij (do_i . v_j) is summed over the group's own logits.
+    """
+    offsets = _neighbour_offsets(query, key)
+    num_chunks, batch, chunk, _ = query.shape
+    grad_key, grad_value = torch.zeros_like(key), torch.zeros_like(value)
+    grad_queries = []
+    for start, stop in chunk_groups(query, 2 * len(offsets)):  # probabilities and their gradients at once
+        queries, grads = _rows(query, start, stop), _rows(grad_out, start, stop)
+        lse = logsumexp[start:stop].reshape(-1, chunk, 1)
+        grad_lse = grad_logsumexp[start:stop].reshape(-1, chunk, 1)
+        keys = [_rows(key, start + t, stop + t) for t in offsets]
+        values = [_rows(value, start + t, stop + t) for t in offsets]
+        probs = [torch.exp(torch.bmm(queries, k.transpose(1, 2)) - lse).to(query.dtype) for k in keys]
+        grad_probs = [torch.bmm(grads, v.transpose(1, 2)) for v in values]
+        row_dot = sum((p * dp).sum(dim=-1, keepdim=True) for p, dp in zip(probs, grad_probs))
+        grad_query = None
+        for t, k, p, dp in zip(offsets, keys, probs, grad_probs):
+            grad_logits = p * (dp - row_dot + grad_lse.to(dp.dtype))
+            part = torch.bmm(grad_logits, k)
+            grad_query = part if grad_query is None else grad_query + part
+            grad_key[start + t:stop + t] += torch.bmm(grad_logits.transpose(1, 2), queries).view(-1, batch, chunk,
+                                                                                                 key.shape[-1])
+            grad_value[start + t:stop + t] += torch.bmm(p.transpose(1, 2), grads).view(-1, batch, chunk,
+                                                                                       value.shape[-1])
+        grad_queries.append(grad_query.view(stop - start, batch, chunk, -1))
+    return torch.cat(grad_queries), grad_key, grad_value
+
+
+class ChunkAttention(torch.autograd.Function):
+    """``chunk_attention_forward`` whose backward saves only query, key, value and the logsumexp."""
+
+    @staticmethod
+    def forward(ctx, query: Tensor, key: Tensor, value: Tensor) -> Tuple[Tensor, Tensor]:
+        out, logsumexp = chunk_attention_forward(query, key, value)
+        ctx.save_for_backward(query, key, value, logsumexp)
+        return out, logsumexp
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor, grad_logsumexp: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        query, key, value, logsumexp = ctx.saved_tensors
+        return chunk_attention_backward(query, key, value, logsumexp, grad_out.contiguous(),
+                                        grad_logsumexp.contiguous())
+
+
+def chunk_attention(query: Tensor, key: Tensor, value: Tensor) -> Tuple[Tensor, Tensor]:
+    """Eq. 10 over chunk-major sorted tensors (see the module docstring): outputs (k, B, s, c), logsumexp (k, B, s).
+
+    Autocast is off inside: the products run in the inputs' dtype, the row sums and the logsumexp in float32 at
+    least. With autograd, the backward recomputes the logits group by group (``ChunkAttention``).
+    """
+    device_type = query.device.type
+    if torch.is_autocast_enabled(device_type):  # the products in autocast's dtype, as autocast would run them
+        dtype = torch.get_autocast_dtype(device_type)
+    else:
+        dtype = torch.promote_types(torch.promote_types(query.dtype, key.dtype), value.dtype)
+    query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
+    with torch.autocast(device_type=device_type, enabled=False):
+        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+        if needs_grad and not torch.jit.is_tracing():  # a trace (ONNX export) records the forward's operations
+            return ChunkAttention.apply(query, key, value)
+        return chunk_attention_forward(query, key, value)
+
+
