@@ -14,6 +14,7 @@ checkpoints, validation) with what a run of days on a shared cluster needs.
 import datetime
 import logging
 import math
+import signal
 import time
 from os import path as osp
 from typing import Any, Dict, List, Optional, Tuple
@@ -32,7 +33,7 @@ from basicsr_nlattn.models.nonfinite import NonFiniteStop
 from basicsr_nlattn.training.resume import (choose_resume_state, load_training_state, parse_keep_states,
                                             prune_training_states)
 from basicsr_nlattn.utils.checkpoint_files import CheckpointWriteError
-from basicsr_nlattn.utils.distributed import agree_on_ranks, gather_on_all_ranks
+from basicsr_nlattn.utils.distributed import gather_on_all_ranks, max_over_ranks
 from basicsr_nlattn.utils.errors import RunStopped
 from basicsr_nlattn.utils.rng_states import capture_rng_states, preserved_rng_states, restore_rng_states
 from basicsr_nlattn.utils.stop_signals import PREEMPTED_EXIT_CODE, StopRequest
@@ -211,10 +212,13 @@ class TrainingRun:
             for loader in self.val_loaders:
                 self.model.validation(loader, current_iter, self.tb_logger, self.opt['val']['save_img'])
 
-    def _stop_agreed(self, stop: StopRequest, current_iter: int) -> bool:
+    def _stop_agreed(self, stop: StopRequest, current_iter: int) -> Optional[str]:
+        """The stop signal the ranks agree on at a step boundary (the highest-numbered one any rank received, so
+        that every rank names the same signal whenever each received it), or None."""
         if not _at_step_boundary(self.model, current_iter):
-            return False
-        return bool(agree_on_ranks([stop.requested], self.device)[0])
+            return None
+        agreed = max_over_ranks([stop.signal_number], self.device)[0]
+        return signal.Signals(agreed).name if agreed else None
 
     def train(self, start_epoch: int, current_iter: int) -> None:
         """Iterations from ``current_iter`` + 1 to ``train.total_iter``, then the latest model and a last
@@ -279,10 +283,11 @@ class TrainingRun:
                     if current_iter % save_freq == 0:
                         self.save(epoch, current_iter)
                         last_saved = current_iter
-                    if self._stop_agreed(stop, current_iter):
+                    signal_name = self._stop_agreed(stop, current_iter)
+                    if signal_name:
                         if last_saved != current_iter:
                             self.save(epoch, current_iter)
-                        line = (f'stopped by {stop.signal_name or "a signal on another rank"} at iter {current_iter}: '
+                        line = (f'stopped by {signal_name} at iter {current_iter}: '
                                 'training state and models saved; continue with --auto_resume')
                         logger.warning(line)
                         raise RunStopped(line, PREEMPTED_EXIT_CODE)

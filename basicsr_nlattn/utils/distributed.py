@@ -8,15 +8,19 @@ def is_distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
-def agree_on_ranks(flags: List[bool], device: torch.device) -> List[int]:
-    """Per flag, 0 when no rank raised it, else the highest rank that did plus one: one all-reduce (MAX) in a
-    distributed run, nothing otherwise."""
+def max_over_ranks(values: List[int], device: torch.device) -> List[int]:
+    """Each value's maximum over the ranks: one all-reduce (MAX) in a distributed run, the values otherwise."""
     if not is_distributed():
-        return [int(flag) for flag in flags]
-    rank = torch.distributed.get_rank()
-    values = torch.tensor([(rank + 1) if flag else 0 for flag in flags], dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.MAX)
-    return [int(value) for value in values.tolist()]
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+    return [int(value) for value in tensor.tolist()]
+
+
+def agree_on_ranks(flags: List[bool], device: torch.device) -> List[int]:
+    """Per flag, 0 when no rank raised it, else the highest rank that did plus one (``max_over_ranks``)."""
+    rank = torch.distributed.get_rank() if is_distributed() else 0
+    return max_over_ranks([(rank + 1) if flag else 0 for flag in flags], device)
 
 
 def gather_on_all_ranks(value: Any) -> List[Any]:

@@ -25,6 +25,11 @@ class StopRequest:
     def requested(self) -> bool:
         return self.signal_name is not None
 
+    @property
+    def signal_number(self) -> int:
+        """The recorded signal's number, 0 when none."""
+        return int(signal.Signals[self.signal_name]) if self.signal_name else 0
+
     def _handle(self, signum: int, frame: Optional[types.FrameType]) -> None:
         name = signal.Signals(signum).name
         if signum == signal.SIGINT and self.signal_name == name:
