@@ -11,8 +11,8 @@ from basicsr.archs import build_network
 from helpers.models import TINY_ENLCN, gradients_at_step, training_options
 
 import basicsr_nlattn  # noqa: F401  (registers the models)
-from basicsr_nlattn.archs.attention import nlsa
-from basicsr_nlattn.archs.attention.nlsa import combine_rounds
+from basicsr_nlattn.archs.attention import bucket_attention
+from basicsr_nlattn.archs.attention.bucket_attention import combine_rounds
 from basicsr_nlattn.models import ContrastiveSRModel, PCLModel
 from basicsr_nlattn.utils import OptionError
 
@@ -127,7 +127,7 @@ def test_the_contrastive_losses_and_nlsa_compute_in_float32_under_autocast(monke
         seen.append((combined.dtype, combined.dtype, torch.is_autocast_enabled('cpu')))
         return combined
 
-    monkeypatch.setattr(nlsa, 'combine_rounds', spy)
+    monkeypatch.setattr(bucket_attention, 'combine_rounds', spy)
     nlsn = build_network({'type': 'NLSN', 'num_feat': 8, 'num_block': 1, 'upscale': 2, 'chunk_size': 16})
     with torch.autocast('cpu', dtype=torch.bfloat16):
         nlsn(torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0)))

@@ -2,9 +2,9 @@
 a group of chunks at a time, without a logits-sized tensor for the whole sequence.
 
 Paper: Image Super-Resolution with Non-Local Sparse Attention (Mei, Fan and Zhou, CVPR 2021), Eq. 10. The
-backward recomputes each group's logits from the saved queries, keys, values and per-query logsumexp, as
-memory-efficient attention does (Rabe and Staats, "Self-attention Does Not Need O(n^2) Memory", 2021; Dao et al.,
-"FlashAttention", 2022).
+backward recomputes each group's logits from the queries, keys, values and per-query logsumexp, as memory-efficient
+attention does (Rabe and Staats, "Self-attention Does Not Need O(n^2) Memory", 2021; Dao et al., "FlashAttention",
+2022).
 
 Layout (chunk-major, so that a group of chunks and its neighbours are contiguous views):
     query (k, B, s, c'): chunk j of sequence i is query[j, i];
@@ -76,71 +76,42 @@ def chunk_attention_forward(query: Tensor, key: Tensor, value: Tensor) -> Tuple[
 
 
 def chunk_attention_backward(query: Tensor, key: Tensor, value: Tensor, logsumexp: Tensor, grad_out: Tensor,
-                             grad_logsumexp: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """Gradients of ``chunk_attention_forward`` with respect to query, key and value, logits recomputed per group.
+                             row_offset: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Gradients with respect to query, key and value of outputs of ``chunk_attention_forward``, logits recomputed
+    group by group from the saved logsumexp.
 
-    With p_ij = exp(q_i . k_j - L_i), o_i = sum_j p_ij v_j and L_i = log sum_j exp(q_i . k_j):
-    dv_j = sum_i p_ij do_i, ds_ij = p_ij (do_i . v_j - do_i . o_i + dL_i), dq_i = sum_j ds_ij k_j,
-    dk_j = sum_i ds_ij q_i, where do_i . o_i = sum_j p_ij (do_i . v_j) is summed over the group's own logits.
+    With p_ij = exp(q_i . k_j - L_i) and do_i the gradient reaching o_i = sum_j p_ij v_j: dv_j = sum_i p_ij do_i,
+    ds_ij = p_ij (do_i . v_j - r_i), dq_i = sum_j ds_ij k_j, dk_j = sum_i ds_ij q_i. For the outputs alone
+    r_i = do_i . o_i; when L_i is used too (Eq. 11), r_i = do_i . o_i - dL_i: the caller gives r (``row_offset``).
+
+    Args:
+        query, key, value (Tensor): as for ``chunk_attention_forward``.
+        logsumexp (Tensor): (k, B, s) the forward's logsumexp.
+        grad_out (Tensor): (k, B, s, c) gradient reaching the outputs.
+        row_offset (Tensor): (k, B, s) r_i above.
+
+    Returns:
+        (Tensor, Tensor, Tensor): gradients shaped as query, key and value (key and value gradients include the
+        neighbouring chunks' copies, which the caller adds to their positions).
     """
     offsets = _neighbour_offsets(query, key)
     num_chunks, batch, chunk, _ = query.shape
     grad_key, grad_value = torch.zeros_like(key), torch.zeros_like(value)
     grad_queries = []
-    for start, stop in chunk_groups(query, 2 * len(offsets)):  # probabilities and their gradients at once
+    for start, stop in chunk_groups(query, 2):  # one neighbour at a time: its probabilities and their gradients
         queries, grads = _rows(query, start, stop), _rows(grad_out, start, stop)
         lse = logsumexp[start:stop].reshape(-1, chunk, 1)
-        grad_lse = grad_logsumexp[start:stop].reshape(-1, chunk, 1)
-        keys = [_rows(key, start + t, stop + t) for t in offsets]
-        values = [_rows(value, start + t, stop + t) for t in offsets]
-        probs = [torch.exp(torch.bmm(queries, k.transpose(1, 2)) - lse).to(query.dtype) for k in keys]
-        grad_probs = [torch.bmm(grads, v.transpose(1, 2)) for v in values]
-        row_dot = sum((p * dp).sum(dim=-1, keepdim=True) for p, dp in zip(probs, grad_probs))
+        offset = row_offset[start:stop].reshape(-1, chunk, 1)
         grad_query = None
-        for t, k, p, dp in zip(offsets, keys, probs, grad_probs):
-            grad_logits = p * (dp - row_dot + grad_lse.to(dp.dtype))
-            part = torch.bmm(grad_logits, k)
-            grad_query = part if grad_query is None else grad_query + part
-            grad_key[start + t:stop + t] += torch.bmm(grad_logits.transpose(1, 2), queries).view(-1, batch, chunk,
-                                                                                                 key.shape[-1])
-            grad_value[start + t:stop + t] += torch.bmm(p.transpose(1, 2), grads).view(-1, batch, chunk,
-                                                                                       value.shape[-1])
+        for t in offsets:
+            keys, values = _rows(key, start + t, stop + t), _rows(value, start + t, stop + t)
+            probs = torch.bmm(queries, keys.transpose(1, 2)).sub_(lse).exp_()
+            grad_logits = torch.bmm(grads, values.transpose(1, 2)).sub_(offset).mul_(probs)
+            part = torch.bmm(grad_logits, keys)
+            grad_query = part if grad_query is None else grad_query.add_(part)
+            grad_key[start + t:stop + t] += torch.bmm(grad_logits.transpose(1, 2), queries).view(
+                -1, batch, chunk, key.shape[-1])
+            grad_value[start + t:stop + t] += torch.bmm(probs.transpose(1, 2), grads).view(
+                -1, batch, chunk, value.shape[-1])
         grad_queries.append(grad_query.view(stop - start, batch, chunk, -1))
     return torch.cat(grad_queries), grad_key, grad_value
-
-
-class ChunkAttention(torch.autograd.Function):
-    """``chunk_attention_forward`` whose backward saves only query, key, value and the logsumexp."""
-
-    @staticmethod
-    def forward(ctx, query: Tensor, key: Tensor, value: Tensor) -> Tuple[Tensor, Tensor]:
-        out, logsumexp = chunk_attention_forward(query, key, value)
-        ctx.save_for_backward(query, key, value, logsumexp)
-        return out, logsumexp
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor, grad_logsumexp: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        query, key, value, logsumexp = ctx.saved_tensors
-        return chunk_attention_backward(query, key, value, logsumexp, grad_out.contiguous(),
-                                        grad_logsumexp.contiguous())
-
-
-def chunk_attention(query: Tensor, key: Tensor, value: Tensor) -> Tuple[Tensor, Tensor]:
-    """Eq. 10 over chunk-major sorted tensors (see the module docstring): outputs (k, B, s, c), logsumexp (k, B, s).
-
-    Autocast is off inside: the products run in the inputs' dtype, the row sums and the logsumexp in float32 at
-    least. With autograd, the backward recomputes the logits group by group (``ChunkAttention``).
-    """
-    device_type = query.device.type
-    if torch.is_autocast_enabled(device_type):  # the products in autocast's dtype, as autocast would run them
-        dtype = torch.get_autocast_dtype(device_type)
-    else:
-        dtype = torch.promote_types(torch.promote_types(query.dtype, key.dtype), value.dtype)
-    query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
-    with torch.autocast(device_type=device_type, enabled=False):
-        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
-        if needs_grad and not torch.jit.is_tracing():  # a trace (ONNX export) records the forward's operations
-            return ChunkAttention.apply(query, key, value)
-        return chunk_attention_forward(query, key, value)
-
-

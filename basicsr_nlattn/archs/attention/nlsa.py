@@ -3,14 +3,14 @@
 Paper: Image Super-Resolution with Non-Local Sparse Attention (Mei, Fan and Zhou, CVPR 2021), Eq. 7-11.
 Official code: https://github.com/HarukiYqM/Non-Local-Sparse-Attention.
 """
-from typing import Iterable, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
 
-from basicsr_nlattn.archs.attention.chunk_attention import chunk_attention
+from basicsr_nlattn.archs.attention.bucket_attention import attend_in_sorted_order, sparse_attention
 from basicsr_nlattn.utils.errors import OptionError
 
 NORMALIZE_EPS = 5e-5  # the official code's eps of F.normalize for the keys
@@ -43,39 +43,6 @@ def spherical_hash(embed: Tensor, rotations: Tensor) -> Tensor:
     indices = torch.arange(half, device=embed.device, dtype=rotated.dtype)
     first = torch.where(rotated == torch.where(positive, high, low), indices, half).amin(dim=-1, keepdim=True)
     return (first.long() + half * (~positive).long()).squeeze(-1)
-
-
-def combine_rounds(rounds: Iterable[Tuple[Tensor, Tensor]]) -> Tensor:
-    """Eq. 11: weight round r by sum_j f(x_i, x_j) over its bucket, normalised over rounds (a softmax of the rounds'
-    logsumexp), accumulated as the rounds come so that no (rounds, n, c) tensor exists.
-
-    With M the running maximum of the logsumexps L_r: A = sum_r exp(L_r - M) o_r, Z = sum_r exp(L_r - M), output
-    A / Z. In float32 at least; in place (the same arithmetic) when no gradient is needed.
-
-    Args:
-        rounds (Iterable[Tuple[Tensor, Tensor]]): per round, its outputs (b, n, c) Att(x_i, delta_{r,i}) (Eq. 10)
-            and their logsumexp (b, n), log sum_j f(x_i, x_j).
-
-    Returns:
-        Tensor: (b, n, c).
-    """
-    total = norm = running_max = None
-    for attended, logsumexp in rounds:
-        dtype = torch.promote_types(attended.dtype, torch.float32)
-        attended, logsumexp = attended.to(dtype), logsumexp.to(dtype).unsqueeze(-1)
-        if total is None:
-            total, norm, running_max = attended, torch.ones_like(logsumexp), logsumexp
-            continue
-        new_max = torch.maximum(running_max, logsumexp)
-        old_scale, new_scale = torch.exp(running_max - new_max), torch.exp(logsumexp - new_max)
-        if torch.is_grad_enabled() and (total.requires_grad or attended.requires_grad):
-            total, norm = total * old_scale + attended * new_scale, norm * old_scale + new_scale
-        else:
-            total, norm = total.mul_(old_scale).add_(attended.mul_(new_scale)), norm.mul_(old_scale).add_(new_scale)
-        running_max = new_max
-    if total is None:
-        raise ValueError('combine_rounds needs at least one round')
-    return total / norm
 
 
 def sort_by_bucket(codes: Tensor, num_buckets: int, *, ties_by_position: bool = False) -> Tensor:
@@ -119,63 +86,6 @@ def chunked_order(codes: Tensor,
     if padding:
         order = torch.cat([order, order[..., n - padding:]], dim=-1)
     return order, chunk
-
-
-def _chunk_major_rows(order: Tensor, num_positions: int, chunk: int, with_neighbours: bool) -> Tensor:
-    """Rows of the flattened (b n, d) inputs for each sorted position, chunk-major: (b, r, k s) -> (k [+ 2], b r, s).
-
-    With neighbours, the last chunk is put before the first and the first after the last, so that chunks j, j + 1,
-    j + 2 are the previous, the own and the next chunk of chunk j (cyclic, as the official code; with two chunks the
-    other one is both).
-    """
-    b, rounds, length = order.shape
-    rows = order + torch.arange(b, device=order.device).view(b, 1, 1) * num_positions
-    rows = rows.reshape(b * rounds, length // chunk, chunk).transpose(0, 1)  # (k, b r, s)
-    if with_neighbours:
-        rows = torch.cat([rows[-1:], rows, rows[:1]])
-    return rows
-
-
-def _gather_rows(tensor: Tensor, rows: Tensor) -> Tensor:
-    """(b, n, d) and (k, B, s) row indices -> (k, B, s, d)."""
-    return tensor.reshape(-1, tensor.shape[-1]).index_select(0, rows.reshape(-1)).view(*rows.shape, -1)
-
-
-def _unsort(sorted_values: Tensor, order: Tensor, num_positions: int) -> Tensor:
-    """Chunk-major (k, b r, s, d) values of the sorted positions -> (b, r, n, d) in the original order, the padded
-    tail dropped (its positions are written to a spare row; every other row is written once)."""
-    b, rounds, length = order.shape
-    sequence = torch.arange(b * rounds, device=order.device).view(b, rounds, 1)
-    destination = torch.where(
-        torch.arange(length, device=order.device) < num_positions, order + sequence * num_positions,
-        b * rounds * num_positions)
-    destination = destination.reshape(b * rounds, -1, sorted_values.shape[2]).transpose(0, 1).reshape(-1)
-    flat = sorted_values.reshape(-1, sorted_values.shape[-1])
-    unsorted = flat.new_empty(b * rounds * num_positions + 1, flat.shape[-1]).index_copy(0, destination, flat)
-    return unsorted[:-1].view(b, rounds, num_positions, -1)
-
-
-def attend_in_sorted_order(query: Tensor, key: Tensor, value: Tensor, order: Tensor,
-                           chunk: int) -> Tuple[Tensor, Tensor]:
-    """Eq. 10 along sorted, padded sequences: each chunk attends to itself and its two neighbouring chunks.
-
-    Args:
-        query (Tensor): (b, n, c') queries.
-        key (Tensor): (b, n, c') keys.
-        value (Tensor): (b, n, c) values.
-        order (Tensor): (b, rounds, k * s) sorted positions of each round, padded (``chunked_order``).
-        chunk (int): s, positions per chunk.
-
-    Returns:
-        (Tensor, Tensor): outputs (b, rounds, n, c) and their logsumexp (b, rounds, n), in the original order.
-    """
-    n = query.shape[1]
-    num_chunks = order.shape[-1] // chunk
-    rows = _chunk_major_rows(order, n, chunk, with_neighbours=num_chunks > 1)
-    own_rows = rows[1:-1] if num_chunks > 1 else rows
-    attended, logsumexp = chunk_attention(
-        _gather_rows(query, own_rows), _gather_rows(key, rows), _gather_rows(value, rows))
-    return _unsort(attended, order, n), _unsort(logsumexp.unsqueeze(-1), order, n).squeeze(-1)
 
 
 def bucketed_attention(query: Tensor,
@@ -310,10 +220,7 @@ class NLSA(nn.Module):
         b, c, h, w = x.shape
         embed, key, value, codes, num_buckets = self.embed_and_hash(x)
         order, chunk = chunked_order(codes, num_buckets, self.chunk_size, ties_by_position=self.ties_by_position)
-        rounds = (attend_in_sorted_order(embed, key, value, order[:, r:r + 1], chunk) for r in range(codes.shape[1]))
-        # Eq. 11 in float32 at least: under autocast the rounds may come in bfloat16/float16.
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            out = combine_rounds((attended[:, 0], logsumexp[:, 0]) for attended, logsumexp in rounds)  # (b, hw, c)
+        out = sparse_attention(embed, key, value, order, chunk)  # (b, hw, c), Eq. 10-11
         return torch.add(x, out.to(x.dtype).transpose(1, 2).view(b, c, h, w), alpha=self.res_scale)
 
     def extra_repr(self) -> str:
