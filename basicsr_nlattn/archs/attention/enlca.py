@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
 
+from basicsr_nlattn.archs.attention.pointwise import pointwise_rows
 from basicsr_nlattn.archs.attention.random_features import folded_value_attention, orthogonal_gaussian_matrix
 from basicsr_nlattn.archs.attention.recording import RecordsContrastiveFeatures
 from basicsr_nlattn.utils.errors import OptionError
@@ -47,8 +48,8 @@ class ENLCA(RecordsContrastiveFeatures):
     N x c x c product, is never formed (an m x c x c one replaces it; res_scale is folded into W_psi and b_psi, as
     the output is linear in V); theta and delta run as one convolution on their concatenated weights (the
     parameters, and so the checkpoint keys ``query_conv.*`` and ``key_conv.*``, stay two convolutions) and their
-    features are computed together (``query_key_features``); the tensors keep the convolutions' channel-first
-    storage, so no transposed copy is made. The kernel is the official one, unchanged.
+    features are computed together (``query_key_features``), from position-major rows (``pointwise_rows``). The
+    kernel is the official one, unchanged.
 
     Differs from the official code: F is drawn with its QR signs fixed (Haar-distributed blocks; the code keeps
     ``torch.qr``'s signs) and redrawn from the seeded generator above, not from the global RNG. The paper redraws
@@ -107,13 +108,13 @@ class ENLCA(RecordsContrastiveFeatures):
 
     def embed_queries_keys(self, x: Tensor) -> Tensor:
         """Unit queries and keys of Eq. 3, before amplification, stacked: (b, 2, hw, c'), [:, 0] the queries, [:, 1]
-        the keys, from one convolution with theta's and delta's weights concatenated (the same values as the two
-        convolutions; channel-first storage)."""
-        b, _, h, w = x.shape
+        the keys, from one 1x1 product with theta's and delta's weights concatenated (the same values as the two
+        convolutions), normalised along contiguous rows."""
         weight = torch.cat([self.query_conv.weight, self.key_conv.weight])
         bias = torch.cat([self.query_conv.bias, self.key_conv.bias])
-        embedded = F.conv2d(x, weight, bias).view(b, 2, -1, h * w)  # (b, query | key, c', hw)
-        return F.normalize(embedded, dim=2, eps=NORMALIZE_EPS).transpose(2, 3)
+        embedded = pointwise_rows(x, weight, bias)  # (b, hw, 2 c'): query | key
+        embedded = embedded.view(*embedded.shape[:2], 2, -1)  # (b, hw, 2, c')
+        return F.normalize(embedded, dim=-1, eps=NORMALIZE_EPS).transpose(1, 2)
 
     def embed(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Unit queries and keys (b, hw, c'), before amplification, and values (b, hw, c) of Eq. 3 (for tools;

@@ -11,6 +11,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention.bucket_attention import attend_in_sorted_order, sparse_attention
+from basicsr_nlattn.archs.attention.pointwise import pointwise_rows
 from basicsr_nlattn.utils.errors import OptionError
 
 NORMALIZE_EPS = 5e-5  # the official code's eps of F.normalize for the keys
@@ -205,9 +206,7 @@ class NLSA(nn.Module):
         b, _, h, w = x.shape
         # (b, hw, c') and (b, hw, c), contiguous: the attention gathers their rows once per round
         embed = self.match_conv(x).flatten(2).transpose(1, 2).contiguous()
-        # the 1x1 value convolution as one product, written directly in the (b, hw, c) layout
-        weight = self.value_conv.weight.flatten(1)  # (c, c)
-        value = torch.bmm(x.flatten(2).transpose(1, 2), weight.t().expand(b, -1, -1)).add_(self.value_conv.bias)
+        value = pointwise_rows(x, self.value_conv.weight, self.value_conv.bias)  # (b, hw, c)
         if h * w < self.chunk_size:  # one chunk: every position attends to all (the official code crashes)
             num_buckets = 1
             codes = embed.new_zeros((b, self.n_hashes, h * w), dtype=torch.long)
