@@ -17,8 +17,10 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
-# Logits held at once by one group of chunks, in elements (2 MiB in float32: the group stays in the caches).
+# Logits held at once by one group of chunks, in elements: 2 MiB in float32 on a CPU, so that a group stays in the
+# caches; 64 MiB on a GPU, so that a group is a few large kernels rather than many small ones.
 LOGITS_PER_GROUP = 1 << 19
+LOGITS_PER_GROUP_CUDA = 1 << 24
 
 
 def _neighbour_offsets(query: Tensor, key: Tensor) -> Tuple[int, ...]:
@@ -29,11 +31,12 @@ def _neighbour_offsets(query: Tensor, key: Tensor) -> Tuple[int, ...]:
     return (0, 1, 2) if halo else (0, )
 
 
-def chunk_groups(query: Tensor, num_offsets: int, logits_per_group: int = LOGITS_PER_GROUP) -> List[Tuple[int, int]]:
-    """[start, stop) chunk ranges whose logits (chunks x B x s x s x offsets) fit ``logits_per_group``."""
+def chunk_groups(query: Tensor, num_offsets: int) -> List[Tuple[int, int]]:
+    """[start, stop) chunk ranges whose logits (chunks x B x s x s x offsets) fit the device's logits budget."""
     num_chunks, batch, chunk = query.shape[:3]
     per_chunk = batch * chunk * chunk * num_offsets
-    size = max(1, logits_per_group // per_chunk)
+    budget = LOGITS_PER_GROUP_CUDA if query.device.type == 'cuda' else LOGITS_PER_GROUP
+    size = max(1, budget // per_chunk)
     return [(start, min(start + size, num_chunks)) for start in range(0, num_chunks, size)]
 
 
