@@ -15,6 +15,7 @@ from basicsr_nlattn.archs.attention.pointwise import pointwise_rows
 from basicsr_nlattn.utils.errors import OptionError
 
 NORMALIZE_EPS = 5e-5  # the official code's eps of F.normalize for the keys
+HASH_BLOCK_ELEMENTS = 1 << 20  # elements of x R computed at once by spherical_hash
 
 
 def num_hash_buckets(num_positions: int, chunk_size: int, max_buckets: int = 128) -> int:
@@ -38,12 +39,16 @@ def spherical_hash(embed: Tensor, rotations: Tensor) -> Tensor:
         Tensor: (b, rounds, n) bucket codes in [0, m).
     """
     half = rotations.shape[-1]
-    rotated = torch.einsum('bnc,crm->brnm', embed, rotations)
-    high, low = rotated.amax(dim=-1, keepdim=True), rotated.amin(dim=-1, keepdim=True)
-    positive = high >= -low
-    indices = torch.arange(half, device=embed.device, dtype=rotated.dtype)
-    first = torch.where(rotated == torch.where(positive, high, low), indices, half).amin(dim=-1, keepdim=True)
-    return (first.long() + half * (~positive).long()).squeeze(-1)
+    indices = torch.arange(half, device=embed.device, dtype=embed.dtype)
+    block = max(1, HASH_BLOCK_ELEMENTS // (embed.shape[0] * rotations.shape[1] * half))
+    codes = []
+    for start in range(0, embed.shape[1], block):  # positions in blocks: x R of a block stays in the caches
+        rotated = torch.einsum('bnc,crm->brnm', embed[:, start:start + block], rotations)
+        high, low = rotated.amax(dim=-1, keepdim=True), rotated.amin(dim=-1, keepdim=True)
+        positive = high >= -low
+        first = torch.where(rotated == torch.where(positive, high, low), indices, half).amin(dim=-1, keepdim=True)
+        codes.append((first.long() + half * (~positive).long()).squeeze(-1))
+    return torch.cat(codes, dim=-1)
 
 
 def sort_by_bucket(codes: Tensor, num_buckets: int, *, ties_by_position: bool = False) -> Tensor:

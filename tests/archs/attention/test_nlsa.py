@@ -14,6 +14,7 @@ from basicsr_nlattn.archs.attention import NLSA, combine_rounds, spherical_hash
 from basicsr_nlattn.archs.attention import chunk_attention as chunk_attention_module
 from basicsr_nlattn.archs.attention.bucket_attention import sparse_attention
 from basicsr_nlattn.archs.attention.chunk_attention import chunk_attention_forward
+from basicsr_nlattn.archs.attention import nlsa as nlsa_module
 from basicsr_nlattn.archs.attention.nlsa import chunked_order, num_hash_buckets
 
 
@@ -344,3 +345,17 @@ def test_training_saves_no_logits_for_the_backward():
     out.sum().backward()
     per_round_window = 2 * 720 * 3 * 16  # one round's logits: b x n x 3 chunk
     assert saved and max(saved) < per_round_window / 4
+
+
+def test_spherical_hash_is_the_first_argmax_of_the_cross_polytope_ties_included(monkeypatch):
+    """Literally argmax [x R, -x R], in blocks of positions; integer entries make ties within a half, between the
+    halves (x R = -x R' for another column) and all-zero rows."""
+    monkeypatch.setattr(nlsa_module, 'HASH_BLOCK_ELEMENTS', 2 * 3 * 4 * 7)  # blocks of 7 positions
+    generator = torch.Generator().manual_seed(0)
+    embed = torch.randint(-2, 3, (2, 40, 3), generator=generator).double()
+    rotations = torch.randint(-1, 2, (3, 3, 4), generator=generator).double()
+    rotations[:, :, 3] = -rotations[:, :, 1]  # a column and its negative: ties between the halves
+    rotated = torch.einsum('bnc,crm->brnm', embed, rotations)
+    literal = torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)
+    assert (rotated.amax(-1) == -rotated.amin(-1)).any()  # the constructed ties occur
+    assert torch.equal(spherical_hash(embed, rotations), literal)
