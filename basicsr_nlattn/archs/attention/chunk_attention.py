@@ -45,6 +45,15 @@ def _rows(tensor: Tensor, start: int, stop: int) -> Tensor:
     return tensor[start:stop].reshape(-1, tensor.shape[2], tensor.shape[3])
 
 
+def _windows(tensor: Tensor, start: int, stop: int, offsets: Tuple[int, ...]) -> Tensor:
+    """The neighbouring chunks of query chunks [start, stop), (G B, len(offsets) s, d): one copy of a group, which
+    stays in the caches, so that each query row meets its whole window in one product."""
+    if len(offsets) == 1:
+        return _rows(tensor, start + offsets[0], stop + offsets[0])
+    windows = torch.cat([tensor[start + t:stop + t] for t in offsets], dim=2)  # (G, B, 3 s, d)
+    return windows.view(-1, windows.shape[2], windows.shape[3])
+
+
 def chunk_attention_forward(query: Tensor, key: Tensor, value: Tensor) -> Tuple[Tensor, Tensor]:
     """Eq. 10 for every query: softmax over its chunk and the neighbouring ones, and the logsumexp of its logits.
 
@@ -58,24 +67,25 @@ def chunk_attention_forward(query: Tensor, key: Tensor, value: Tensor) -> Tuple[
     """
     offsets = _neighbour_offsets(query, key)
     num_chunks, batch, chunk, _ = query.shape
+    channels = value.shape[-1]
     stat_dtype = torch.promote_types(query.dtype, torch.float32)
+    # Without autograd or a trace, each group's product writes straight into the output (no concatenation).
+    in_place = not torch.jit.is_tracing() and not (torch.is_grad_enabled() and any(
+        t.requires_grad for t in (query, key, value)))
+    output = query.new_empty(num_chunks, batch, chunk, channels) if in_place else None
     outputs, logsumexps = [], []
     for start, stop in chunk_groups(query, len(offsets)):
-        queries = _rows(query, start, stop)  # (G B, s, c')
-        logits = [torch.bmm(queries, _rows(key, start + t, stop + t).transpose(1, 2)) for t in offsets]
-        row_max = logits[0].amax(dim=-1, keepdim=True)  # (G B, s, 1)
-        for part in logits[1:]:
-            row_max = torch.maximum(row_max, part.amax(dim=-1, keepdim=True))
-        attended, row_sum = None, None
-        for t, part in zip(offsets, logits):
-            weights = part.sub_(row_max).exp_()  # unnormalised: divided once, on the (G B, s, c) output
-            part_sum = weights.sum(dim=-1, keepdim=True, dtype=stat_dtype)
-            part_out = torch.bmm(weights, _rows(value, start + t, stop + t))
-            row_sum = part_sum if row_sum is None else row_sum.add_(part_sum)
-            attended = part_out if attended is None else attended.add_(part_out)
-        outputs.append((attended / row_sum).to(query.dtype).view(stop - start, batch, chunk, -1))
+        logits = torch.bmm(_rows(query, start, stop), _windows(key, start, stop, offsets).transpose(1, 2))
+        row_max = logits.amax(dim=-1, keepdim=True)  # (G B, s, 1)
+        weights = logits.sub_(row_max).exp_()  # unnormalised: the output rows are divided by their sums once
+        row_sum = weights.sum(dim=-1, keepdim=True, dtype=stat_dtype)
+        values = _windows(value, start, stop, offsets)
+        if in_place:
+            torch.bmm(weights, values, out=_rows(output, start, stop)).div_(row_sum)
+        else:
+            outputs.append((torch.bmm(weights, values) / row_sum).to(query.dtype).view(stop - start, batch, chunk, -1))
         logsumexps.append((row_max.to(stat_dtype) + torch.log(row_sum)).view(stop - start, batch, chunk))
-    return torch.cat(outputs), torch.cat(logsumexps)
+    return output if in_place else torch.cat(outputs), torch.cat(logsumexps)
 
 
 def chunk_attention_backward(query: Tensor, key: Tensor, value: Tensor, logsumexp: Tensor, grad_out: Tensor,
@@ -101,20 +111,17 @@ def chunk_attention_backward(query: Tensor, key: Tensor, value: Tensor, logsumex
     num_chunks, batch, chunk, _ = query.shape
     grad_key, grad_value = torch.zeros_like(key), torch.zeros_like(value)
     grad_queries = []
-    for start, stop in chunk_groups(query, 2):  # one neighbour at a time: its probabilities and their gradients
+    for start, stop in chunk_groups(query, 2 * len(offsets)):  # probabilities and their gradients at once
         queries, grads = _rows(query, start, stop), _rows(grad_out, start, stop)
+        keys, values = _windows(key, start, stop, offsets), _windows(value, start, stop, offsets)
         lse = logsumexp[start:stop].reshape(-1, chunk, 1)
         offset = row_offset[start:stop].reshape(-1, chunk, 1)
-        grad_query = None
-        for t in offsets:
-            keys, values = _rows(key, start + t, stop + t), _rows(value, start + t, stop + t)
-            probs = torch.bmm(queries, keys.transpose(1, 2)).sub_(lse).exp_()
-            grad_logits = torch.bmm(grads, values.transpose(1, 2)).sub_(offset).mul_(probs)
-            part = torch.bmm(grad_logits, keys)
-            grad_query = part if grad_query is None else grad_query.add_(part)
-            grad_key[start + t:stop + t] += torch.bmm(grad_logits.transpose(1, 2), queries).view(
-                -1, batch, chunk, key.shape[-1])
-            grad_value[start + t:stop + t] += torch.bmm(probs.transpose(1, 2), grads).view(
-                -1, batch, chunk, value.shape[-1])
-        grad_queries.append(grad_query.view(stop - start, batch, chunk, -1))
+        probs = torch.bmm(queries, keys.transpose(1, 2)).sub_(lse).exp_()  # (G B, s, window)
+        grad_logits = torch.bmm(grads, values.transpose(1, 2)).sub_(offset).mul_(probs)
+        grad_queries.append(torch.bmm(grad_logits, keys).view(stop - start, batch, chunk, -1))
+        grad_keys = torch.bmm(grad_logits.transpose(1, 2), queries).view(stop - start, batch, len(offsets), chunk, -1)
+        grad_values = torch.bmm(probs.transpose(1, 2), grads).view(stop - start, batch, len(offsets), chunk, -1)
+        for index, t in enumerate(offsets):  # each part of the window back to its chunks
+            grad_key[start + t:stop + t] += grad_keys[:, :, index]
+            grad_value[start + t:stop + t] += grad_values[:, :, index]
     return torch.cat(grad_queries), grad_key, grad_value
