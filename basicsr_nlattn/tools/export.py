@@ -175,7 +175,7 @@ def traceable_nlsa(net: nn.Module) -> Iterator[None]:
 
 
 def trace_to_onnx(net: nn.Module, example: Tensor, path: str, dynamic: bool) -> None:
-    """``torch.onnx.export`` of ``net`` traced on ``example`` into ``path`` (TorchScript exporter, module docstring),
+    """``torch.onnx.export`` of ``net`` traced on ``example`` into ``path`` (the TorchScript exporter, opset 17),
     with dynamic batch, height and width when ``dynamic``; the tracer's warnings about sizes read as numbers are
     silenced (the check runs the model at a second size when ``dynamic``)."""
     with warnings.catch_warnings():
@@ -244,7 +244,8 @@ def export_onnx(prepared: PreparedNetwork,
                 output: str,
                 size: Tuple[int, int] = (64, 64),
                 dynamic: bool = False) -> List[CheckResult]:
-    """Export ``prepared.net`` to ``output`` and check it with onnxruntime (module docstring).
+    """Export ``prepared.net`` to ``output``, check it with onnxruntime against PyTorch on photographs
+    (``TOLERANCE``), then give it its name (an atomic write: a model that fails the check replaces nothing).
 
     Args:
         prepared (PreparedNetwork): from :func:`prepare_network`.
