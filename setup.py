@@ -29,12 +29,11 @@ setup(
         'lmdb',
         'opencv-python',
         'pyyaml',
-        'einops',
         'scikit-image',
         'packaging',
         'matplotlib',
     ],
-    # export: basicsr export and scripts/inference.py --onnx (torch.onnx's TorchScript exporter needs nothing more)
+    # export: basicsr export and basicsr infer --onnx (torch.onnx's TorchScript exporter needs nothing more)
     extras_require={
         'test': ['pytest>=7'],
         'export': ['onnx', 'onnxruntime']

@@ -2,28 +2,25 @@
 
 Every fix is applied once, on ``import basicsr_nlattn``, and only where the installed versions need it. Each one is
 covered by a test in ``tests/test_compat.py`` that fails without it. basicsr 1.4.2 is the last release (sdist only),
-so these patches stay here instead of upstream.
+so these patches stay here instead of upstream. (Resuming, which basicsr's ``load_resume_state`` cannot do on a
+CPU or under another experiment root, is :mod:`basicsr_nlattn.training.resume`'s work, not a patch.)
 
 1. ``torchvision.transforms.functional_tensor`` was removed in torchvision 0.17; ``basicsr/data/degradations.py``
    imports ``rgb_to_grayscale`` from it, so ``import basicsr`` fails. We register a module of that name that serves
    the function from ``torchvision.transforms.functional``.
-2. ``basicsr.train.load_resume_state`` calls ``torch.cuda.current_device()`` (crashes without CUDA) and, with
-   ``--auto_resume``, looks for ``experiments/<name>/training_states`` relative to the working directory instead of
-   the experiment root of the option file.
-3. ``basicsr.utils.options.parse_options`` overwrites ``path.experiments_root`` / ``path.results_root`` given in the
+2. ``basicsr.utils.options.parse_options`` overwrites ``path.experiments_root`` / ``path.results_root`` given in the
    option file, so an experiment cannot live outside ``<cwd>/experiments``. Our wrapper honours them, then runs
    the checks that the caller has put in place with :func:`after_parse_options` (none by default), before BasicSR
    makes or renames any folder.
-4. ``basicsr.utils.dist_util._init_dist_pytorch`` hard-codes NCCL and ``rank % torch.cuda.device_count()``
+3. ``basicsr.utils.dist_util._init_dist_pytorch`` hard-codes NCCL and ``rank % torch.cuda.device_count()``
    (ZeroDivisionError without CUDA); on a CPU-only machine we initialise gloo instead.
-5. ``BaseModel.model_to_device`` passes ``device_ids=[torch.cuda.current_device()]`` to DDP; a CPU module takes none.
-6. ``SRModel.dist_validation`` validates on rank 0 only with the DDP-wrapped net: a DDP forward broadcasts buffers
+4. ``BaseModel.model_to_device`` passes ``device_ids=[torch.cuda.current_device()]`` to DDP; a CPU module takes none.
+5. ``SRModel.dist_validation`` validates on rank 0 only with the DDP-wrapped net: a DDP forward broadcasts buffers
    (a collective), which then pairs with another rank's training collectives. We validate with the bare network.
 """
 import contextlib
 import functools
 import importlib.util
-import os
 import sys
 import types
 from os import path as osp
@@ -74,54 +71,6 @@ def provide_functional_tensor_module() -> bool:
     return True
 
 
-def _state_map_location(opt: Dict[str, Any]) -> torch.device:
-    if opt.get('num_gpu', 0) != 0 and torch.cuda.is_available():
-        return torch.device('cuda', torch.cuda.current_device())
-    return torch.device('cpu')
-
-
-def latest_training_state(training_states_dir: str) -> Optional[str]:
-    """Path of the ``<iter>.state`` file with the highest iteration in a folder, or None when there is none."""
-    if not osp.isdir(training_states_dir):
-        return None
-    iterations = [
-        int(name[:-len('.state')]) for name in os.listdir(training_states_dir)
-        if name.endswith('.state') and name[:-len('.state')].isdigit()
-    ]
-    if not iterations:
-        return None
-    return osp.join(training_states_dir, f'{max(iterations)}.state')
-
-
-def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Fix 2: ``basicsr.train.load_resume_state`` that works on the CPU and finds states under the experiment root.
-
-    With ``opt['auto_resume']`` the newest ``<iter>.state`` in ``opt['path']['training_states']`` is used (that
-    folder is derived from the experiment root, whatever the working directory); otherwise
-    ``path.resume_state`` when set. States are loaded with ``weights_only=True`` (tensors and plain containers:
-    optimizer and scheduler states), onto the CPU unless the option trains on a GPU.
-    """
-    from basicsr.utils import check_resume
-    if opt['auto_resume']:
-        resume_state_path = latest_training_state(opt['path']['training_states'])
-        if resume_state_path is not None:
-            opt['path']['resume_state'] = resume_state_path
-    else:
-        resume_state_path = opt['path'].get('resume_state')
-    if resume_state_path is None:
-        return None
-    resume_state = torch.load(resume_state_path, map_location=_state_map_location(opt), weights_only=True)
-    check_resume(opt, resume_state['iter'])
-    return resume_state
-
-
-@_once('load_resume_state')
-def patch_load_resume_state() -> bool:
-    import basicsr.train
-    basicsr.train.load_resume_state = load_resume_state
-    return True
-
-
 def _user_root(option_file: str, phase_key: str) -> Optional[str]:
     path_opt = load_option_file(option_file).get('path') or {}
     root = path_opt.get(phase_key)
@@ -129,7 +78,7 @@ def _user_root(option_file: str, phase_key: str) -> Optional[str]:
 
 
 def _with_user_roots(parse_options: Callable[..., Tuple[Dict[str, Any], Any]]) -> Callable[..., Tuple[Dict, Any]]:
-    """Fix 3: wrap ``parse_options`` so that ``path.experiments_root`` / ``path.results_root`` are honoured, then
+    """Fix 2: wrap ``parse_options`` so that ``path.experiments_root`` / ``path.results_root`` are honoured, then
     the checks of :func:`after_parse_options` run."""
 
     @functools.wraps(parse_options)
@@ -187,7 +136,7 @@ def patch_parse_options() -> bool:
 
 @_once('init_dist_pytorch')
 def patch_init_dist_pytorch() -> bool:
-    """Fix 4: ``--launcher pytorch`` without CUDA initialises gloo (torchrun sets RANK, WORLD_SIZE, MASTER_*)."""
+    """Fix 3: ``--launcher pytorch`` without CUDA initialises gloo (torchrun sets RANK, WORLD_SIZE, MASTER_*)."""
     import basicsr.utils.dist_util as dist_util
     original = dist_util._init_dist_pytorch
 
@@ -203,7 +152,7 @@ def patch_init_dist_pytorch() -> bool:
 
 @_once('model_to_device')
 def patch_model_to_device() -> bool:
-    """Fix 5: DDP over a CPU module gets no ``device_ids``."""
+    """Fix 4: DDP over a CPU module gets no ``device_ids``."""
     from basicsr.models.base_model import BaseModel
     from torch.nn.parallel import DistributedDataParallel
     original = BaseModel.model_to_device
@@ -220,7 +169,7 @@ def patch_model_to_device() -> bool:
 
 @_once('dist_validation')
 def patch_dist_validation() -> bool:
-    """Fix 6: rank-0 validation runs the bare network, so it issues no DDP collective."""
+    """Fix 5: rank-0 validation runs the bare network, so it issues no DDP collective."""
     from basicsr.models.sr_model import SRModel
     original = SRModel.dist_validation
 
@@ -239,7 +188,6 @@ def patch_dist_validation() -> bool:
 def apply() -> Dict[str, bool]:
     """Apply every fix (idempotent). Returns, per fix, whether it changed anything in this process."""
     provide_functional_tensor_module()
-    patch_load_resume_state()
     patch_parse_options()
     patch_init_dist_pytorch()
     patch_model_to_device()

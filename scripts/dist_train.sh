@@ -20,23 +20,7 @@
 # Several nodes, elastic rendezvous (torchrun's c10d store; node ranks are assigned, NODE_RANK is ignored):
 #   NNODES=2 RDZV_ENDPOINT=node0.example:29400 [RDZV_ID=my_run] scripts/dist_train.sh 4 OPTION_FILE  # every node
 #
-# SLURM: one task per node, each running this script with its node rank, e.g. `sbatch train.sbatch` with
-#   #!/usr/bin/env bash
-#   #SBATCH --job-name=ENLCN_x4
-#   #SBATCH --nodes=2
-#   #SBATCH --ntasks-per-node=1
-#   #SBATCH --gpus-per-node=4
-#   #SBATCH --cpus-per-task=32
-#   #SBATCH --signal=USR1@120     # 120 s before the time limit: the processes save and exit (75)
-#   #SBATCH --requeue
-#   export NNODES=$SLURM_NNODES
-#   export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)
-#   export MASTER_PORT=29500
-#   srun bash -c 'NODE_RANK=$SLURM_NODEID scripts/dist_train.sh 4 options/train_ENLCN_x4.yml --auto_resume'
-#   # torchrun exits 1 after a forwarded signal: requeue while the run has no final model (20 times at most)
-#   [ -f experiments/ENLCN_x4/models/net_g_latest.pth ] || [ "${SLURM_RESTART_COUNT:-0}" -ge 20 ] ||
-#       scontrol requeue "$SLURM_JOB_ID"
-# (README, "Long runs": the srun --launcher slurm recipe, whose processes' exit status 75 reaches the script.)
+# SLURM (one task per node running this script, signals and requeue): docs/training.md, "SLURM".
 #
 # Environment:
 #   NNODES (default 1), NODE_RANK (default 0), MASTER_ADDR (default 127.0.0.1), MASTER_PORT (default 29500);

@@ -163,3 +163,22 @@ def test_rerun_archives_an_existing_experiment_instead_of_deleting_it(demo_data_
 def test_repository_has_no_stray_run_folders():
     for folder in ('experiments', 'results', 'tb_logger'):
         assert not osp.exists(osp.join(REPO_ROOT, 'basicsr_nlattn', folder))
+
+
+def test_every_flag_of_every_command_shows_its_default():
+    from basicsr_nlattn.commands.help_format import HelpFormatter
+    parser = cli.build_parser()
+    [subparsers] = [action for action in parser._actions if action.dest == 'command']
+    assert list(subparsers.choices) == list(cli.COMMANDS)
+    for name, subparser in subparsers.choices.items():
+        formatter = HelpFormatter(f'basicsr {name}')
+        for action in subparser._actions:
+            if action.option_strings and not action.required and action.dest != 'help':
+                assert 'Default:' in formatter._get_help_string(action), (name, action.option_strings)
+    export = _help_text(parser, 'export')
+    assert '--size H W' in export and 'Default: 64 64' in export and 'Default: off' in export
+
+
+def _help_text(parser, name):
+    [subparsers] = [action for action in parser._actions if action.dest == 'command']
+    return subparsers.choices[name].format_help()

@@ -37,12 +37,10 @@ def test_apply_is_idempotent_and_reports_every_fix():
     first = compat.apply()
     assert compat.apply() == first
     assert set(first) == {
-        'functional_tensor', 'load_resume_state', 'parse_options', 'init_dist_pytorch', 'model_to_device',
-        'dist_validation'
+        'functional_tensor', 'parse_options', 'init_dist_pytorch', 'model_to_device', 'dist_validation'
     }
     import basicsr.test
     import basicsr.train
-    assert basicsr.train.load_resume_state is compat.load_resume_state
     assert basicsr.train.parse_options is basicsr.test.parse_options
     assert basicsr.train.parse_options.wrapped_by_basicsr_nlattn
 
@@ -71,36 +69,6 @@ def test_parse_options_honours_the_results_root_then_runs_the_checks_of_the_bloc
         'log': str(tmp_path / 'mine'),
         'visualization': str(tmp_path / 'mine' / 'visualization')
     }
-
-
-def test_latest_training_state_is_the_highest_iteration(tmp_path):
-    assert compat.latest_training_state(str(tmp_path / 'missing')) is None
-    assert compat.latest_training_state(str(tmp_path)) is None
-    for name in ('500.state', '1000.state', '80.state', 'notes.txt', 'backup.state'):
-        (tmp_path / name).write_bytes(b'')
-    assert compat.latest_training_state(str(tmp_path)) == str(tmp_path / '1000.state')
-
-
-def test_resume_state_with_scheduler_counter_loads_on_cpu(tmp_path):
-    from collections import Counter
-    state = {'epoch': 1, 'iter': 10, 'schedulers': [{'milestones': Counter([100, 200])}], 'optimizers': []}
-    torch.save(state, tmp_path / '10.state')
-    opt = {
-        'auto_resume': True,
-        'num_gpu': 0,
-        'name': 'x',
-        'network_g': {
-            'type': 'EDSR'
-        },
-        'path': {
-            'training_states': str(tmp_path),
-            'models': str(tmp_path / 'models')
-        }
-    }
-    loaded = compat.load_resume_state(opt)
-    assert loaded['iter'] == 10 and loaded['schedulers'][0]['milestones'] == Counter([100, 200])
-    assert opt['path']['resume_state'] == str(tmp_path / '10.state')
-    assert opt['path']['pretrain_network_g'].endswith('net_g_10.pth')
 
 
 def test_package_version_is_exposed():

@@ -1,10 +1,10 @@
 """The package's layers, read from the source with ``ast`` (nothing is imported or run).
 
 Bottom to top: ``utils`` and ``compat`` (0), ``archs`` and ``data`` (1), ``losses`` (2), ``models`` (3), ``tools``
-and ``training`` (4), then
-``cli``, the ``-m`` entry points ``train`` and ``test`` and the package ``__init__`` (5: it imports the archs,
-losses and models so that they register). A module may import from its own layer and the ones below it, and no
-module may reach itself through its imports (a cycle), whatever the layers. Imports inside functions count too.
+and ``training`` (4), ``commands`` and the package ``__init__`` (5: it imports the archs, losses and models so that
+they register, and commands import it first), then ``cli`` and the ``-m`` entry points ``train`` and ``test`` (6).
+A module may import from its own layer and the ones below it, and no module may reach itself through its imports (a
+cycle), whatever the layers. Imports inside functions count too.
 """
 import ast
 import os
@@ -24,9 +24,10 @@ LAYERS = {
     'models': 3,
     'tools': 4,
     'training': 4,
-    'cli': 5,
-    'train': 5,
-    'test': 5,
+    'commands': 5,
+    'cli': 6,
+    'train': 6,
+    'test': 6,
 }
 PACKAGE_INIT_LAYER = 5
 
@@ -131,8 +132,10 @@ def layering_problems(sources: Dict[str, str]) -> Tuple[List[str], List[str]]:
 
 def test_every_module_imports_only_from_its_layer_or_below():
     sources = package_sources()
-    assert {'basicsr_nlattn.utils.errors', 'basicsr_nlattn.compat', 'basicsr_nlattn.tools.bench',
-            'basicsr_nlattn.cli'} <= set(sources)
+    assert {
+        'basicsr_nlattn.utils.errors', 'basicsr_nlattn.compat', 'basicsr_nlattn.tools.bench',
+        'basicsr_nlattn.commands.bench', 'basicsr_nlattn.cli'
+    } <= set(sources)
     upward, _ = layering_problems(sources)
     assert upward == [], 'imports from a higher layer:\n' + '\n'.join(upward)
 

@@ -145,53 +145,13 @@ def bare_network(net: nn.Module) -> nn.Module:
 class ContrastiveSRModel(AtomicCheckpointsMixin, TiledInferenceMixin, SRModel):
     """SRModel with the contrastive-feature protocol, scheduled random-feature redraws and tiled inference.
 
-    Option keys beyond SRModel's:
-        train.contrastive_opt (dict | list[dict]): contrastive losses, each a registered loss with a
-            ``block_type`` (``ENLCAContrastiveLoss``, ...) plus ``start_iter`` (int, the papers' warm-up: before
-            it, blocks record nothing and the term is not computed; default 0). Their sum is logged as
-            ``l_contrast``. Without it, the model trains like SRModel.
-        train.grad_clip (float): clip the total gradient norm of net_g's parameters to this value before each G
-            step (``torch.nn.utils.clip_grad_norm_``; the RCAN recipe uses 1). Default: none (no clipping).
-        train.amp (str | bool): ``bf16`` or ``fp16``: G's forward and losses (and D's in PCLModel) run under
-            ``torch.autocast`` to that dtype on the model's device; with ``fp16`` each optimizer has a
-            ``torch.amp.GradScaler`` (saved in the training state under ``grad_scalers``, restored on resume;
-            gradients are unscaled before ``train.grad_clip``). The ENLCA core, NLSA's combination of rounds and the
-            contrastive losses compute in float32 regardless. Default: false (float32).
-        train.compile (bool): ``torch.compile`` net_g (and net_d in PCLModel) with the default inductor backend after
-            BasicSR has wrapped and loaded them; where ``torch.compile`` raises, a warning is logged and the network
-            runs uncompiled. Checkpoints keep the plain key names (``get_bare_model`` unwraps the compiled module).
-            Default: false.
-        train.accumulate (int): N >= 1: gradients are summed over N iterations (micro-batches, each loss divided
-            by N), then one optimizer step, EMA update and scheduler step; under DDP gradients are all-reduced only
-            on the N-th micro-batch (``no_sync``); logged ``l_*`` are means over the step's micro-batches. One
-            optimizer step over N batches of b equals one over a batch of N b: the pixel loss (mean reduction) and
-            the contrastive losses are means over the batch (``ENLCAContrastiveLoss`` over samples and queries, each
-            sample's queries ranked against its own keys), and the random features and ``start_iter`` follow
-            optimizer steps. Then ``train.total_iter``, ``print_freq``, ``save_checkpoint_freq`` and
-            ``val_freq`` count iterations (micro-batches), while the scheduler (its ``milestones``, ``periods``),
-            ``warmup_iter``, ``contrastive_opt.start_iter`` and the networks' ``redraw_interval`` count optimizer
-            steps (iteration i belongs to step ceil(i / N)); keep ``save_checkpoint_freq`` a multiple of N (a
-            training state holds no partial gradient). Not in PCLModel (its D steps every iteration). Default: 1.
-        train.channels_last (bool): networks and batches (lq, gt) in ``torch.channels_last`` memory format, for
-            faster convolutions on GPUs with tensor cores; the output is the same. Default: false.
-        train.nonfinite (dict): ``{action: skip | stop, max_consecutive: N}``: before each optimizer step the losses
-            of the step and the gradients (not with fp16, where the GradScaler skips non-finite gradients itself)
-            are checked; a NaN/Inf on any rank skips the update on all ranks (one all-reduce), logged with the
-            iteration, the term and the rank; more than N skipped updates in a row, or the first with ``stop``,
-            raise :class:`NonFiniteStop` (``basicsr train`` saves the last good weights, exits 3). Default:
-            ``{action: skip, max_consecutive: 10}``.
-        val.tile (dict): ``{size, overlap}`` or ``{mode: chop}``, see ``tiled_inference.py``.
-        val.amp (str | bool): ``bf16`` or ``fp16``: validation and test run under ``torch.autocast`` to that dtype
-            (``TiledInferenceMixin.test``). Default: false.
-
-    Each iteration (``optimize_parameters``): redraw the random features, set the blocks' recording, one forward,
-    then the hooks a subclass overrides: ``_before_generator_update`` (e.g. a discriminator step, returning its log
-    entries), ``_updates_generator`` (whether G steps this iteration) and ``_extra_generator_losses`` (terms added to
-    ``generator_losses``); then, written once here, backward, gradient clipping, G's optimizer step, EMA, clearing
-    the records and logging (with ``train.accumulate`` the step, EMA and log on the last micro-batch only).
-
-    ``num_gpu > 1`` without a launcher (BasicSR's DataParallel) is refused before any network is built: replicas do
-    not pass the blocks' records back; one process per GPU (``--launcher pytorch``, DDP) is the way.
+    Each iteration redraws the random features, sets the blocks' recording, runs one forward, adds the contrastive
+    terms (``l_contrast``) and the hooks' terms (``_before_generator_update``, ``_updates_generator``,
+    ``_extra_generator_losses``) to the pixel loss, then steps G once: backward, clipping, optimizer, EMA, clearing the
+    records, logging. Option keys beyond SRModel's, each documented in ``docs/training.md``: ``train.contrastive_opt``
+    (losses with ``block_type`` and ``start_iter``), ``train.grad_clip``, ``train.amp``, ``train.compile``,
+    ``train.accumulate``, ``train.channels_last``, ``train.nonfinite``, ``val.tile`` and ``val.amp``. ``num_gpu > 1``
+    without a launcher (DataParallel) is refused: replicas do not pass the blocks' records back.
     """
 
     accumulates_gradients = True  # train.accumulate > 1 supported

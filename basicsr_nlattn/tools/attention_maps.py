@@ -2,7 +2,8 @@
 
 The papers argue with such pictures: ENLCA Fig. 1 and 7 (one query's attention under exact non-local attention and
 under ENLCA, with and without amplification) and NLSA Fig. 1 (the buckets a query falls in). Here they are drawn for
-a real image through a real network (random weights, or ``path.pretrain_network_g``):
+a real image through a real network (random weights, or ``path.pretrain_network_g``, as
+:func:`~basicsr_nlattn.tools.network_loading.load_network` reads them):
 
 * ENLCA: the block's own kernel weights of the query, phi(q_i)^T phi(k_n) / sum_n phi(q_i)^T phi(k_n) (Eq. 5-6),
   beside the exact softmax attention of the same embeddings, softmax_n(k cos(q_i, k_n)), which ENLCA approximates,
@@ -13,7 +14,6 @@ a real image through a real network (random weights, or ``path.pretrain_network_
 Maps live on the block's input grid and are drawn over the input image, the query marked.
 """
 import math
-import os
 from os import path as osp
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -24,7 +24,9 @@ from torch import Tensor, nn
 from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.archs.attention.nlsa import NLSA, chunked_order
 from basicsr_nlattn.archs.attention.random_features import softmax_kernel_features
-from basicsr_nlattn.utils.errors import OptionError, as_option_errors
+from basicsr_nlattn.tools.network_loading import load_network
+from basicsr_nlattn.utils.atomic_write import save_figure
+from basicsr_nlattn.utils.errors import OptionError
 
 
 class QueryMap(NamedTuple):
@@ -171,28 +173,6 @@ def attention_figure(image: Tensor, rows: List[BlockMaps]):
     return figure
 
 
-def _load_network(opt: dict) -> nn.Module:
-    from basicsr.archs import build_network
-
-    if not isinstance(opt.get('network_g'), dict):
-        raise OptionError('network_g: the option file has no network_g mapping')
-    torch.manual_seed(opt.get('manual_seed') or 0)  # random weights and random features: the same figure every run
-    try:
-        with as_option_errors():
-            net = build_network(opt['network_g'])
-    except OptionError as error:
-        raise OptionError(f'network_g: {error}') from error
-    path_opt = opt.get('path') or {}
-    weights = path_opt.get('pretrain_network_g')
-    if weights is not None:
-        if not osp.isfile(weights):
-            raise OptionError(f"path.pretrain_network_g: '{weights}' does not exist")
-        state = torch.load(weights, map_location='cpu', weights_only=True)
-        param_key = path_opt.get('param_key_g', 'params')
-        net.load_state_dict(state.get(param_key, state), strict=path_opt.get('strict_load_g', True))
-    return net.eval()
-
-
 def read_rgb(path: str) -> Tensor:
     """(1, 3, h, w) RGB in [0, 1] of an image file; an unreadable file is an OptionError naming it."""
     import cv2
@@ -212,7 +192,7 @@ def draw_attention(option_file: str,
     maps for ``points`` of the image, write ``output``; returns the number of rows (block x point)."""
     from basicsr_nlattn.utils.option_file import apply_force_yml, load_option_file
 
-    net = _load_network(apply_force_yml(load_option_file(option_file), force_yml))
+    net = load_network(apply_force_yml(load_option_file(option_file), force_yml))
     lq = read_rgb(image_file)
     try:
         rows = attention_maps(net, lq, points)
@@ -220,8 +200,5 @@ def draw_attention(option_file: str,
         first_line = str(error).strip().splitlines()[0]
         raise OptionError(f'--input: network_g cannot take the {lq.shape[2]}x{lq.shape[3]} image '
                           f"'{image_file}': {first_line}") from error
-    figure = attention_figure(lq[0], rows)
-    if osp.dirname(output):
-        os.makedirs(osp.dirname(output), exist_ok=True)
-    figure.savefig(output, dpi=80)
+    save_figure(attention_figure(lq[0], rows), output)
     return len(rows)

@@ -22,6 +22,7 @@ from basicsr_nlattn.archs.attention.nlsa import NLSA
 from basicsr_nlattn.losses.enlca_loss import enlca_contrastive_loss
 from basicsr_nlattn.losses.loss_util import resolve_count
 from basicsr_nlattn.tools.bench_plot import benchmark_figure
+from basicsr_nlattn.utils.atomic_write import save_figure, write_text
 
 
 def _cpu_peak_bytes(step: Callable[[], None]) -> int:
@@ -305,11 +306,9 @@ def run_benchmarks(sizes: Sequence[int],
         print('\nENLCA contrastive loss, n1 = 2 %, n2 = 8 %, forward + backward:')
         print(format_loss_table(results['contrastive_loss']))
     if json_path:
-        with open(json_path, 'w', encoding='utf-8') as file:
-            json.dump(results, file, indent=2)
+        write_text(json_path, json.dumps(results, indent=2))
         print(f'\nWrote {json_path}')
     if plot_path:
-        benchmark_figure(rows, f'{num_feat} channels, forward + backward, batch 1; {machine}').savefig(
-            plot_path, dpi=80)
+        save_figure(benchmark_figure(rows, f'{num_feat} channels, forward + backward, batch 1; {machine}'), plot_path)
         print(f'\nWrote {plot_path}')
     return results

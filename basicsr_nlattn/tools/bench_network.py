@@ -37,6 +37,7 @@ from basicsr_nlattn.losses import CCAContrastiveLoss, ENLCAContrastiveLoss
 from basicsr_nlattn.models.contrastive_sr_model import bare_network, grad_scaler
 from basicsr_nlattn.models.tiled_inference import AMP_DTYPES, autocast_to, parse_tile_options, super_resolve
 from basicsr_nlattn.tools.bench import interleaved_medians, machine_name, peak_memory_bytes
+from basicsr_nlattn.utils.atomic_write import write_text
 from basicsr_nlattn.utils.errors import OptionError
 
 NETWORKS = {'ENLCN': ENLCN, 'NLSN': NLSN, 'CCLNN': CCLNN, 'EDSR': EDSR}
@@ -294,7 +295,6 @@ def run_network_benchmark(settings: NetworkBenchSettings, json_path: Optional[st
     print(format_network_table(rows))
     results = {'machine': machine, 'torch': torch.__version__, 'settings': config, 'compiled': compiled, 'rows': rows}
     if json_path:
-        with open(json_path, 'w', encoding='utf-8') as file:
-            json.dump(results, file, indent=2)
+        write_text(json_path, json.dumps(results, indent=2))
         print(f'\nWrote {json_path}')
     return results

@@ -21,6 +21,8 @@ from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.archs.attention.nlsa import NLSA
 from basicsr_nlattn.archs.enlcn_arch import ENLCN
 from basicsr_nlattn.archs.nlsn_arch import NLSN
+from basicsr_nlattn.utils.checkpoint_files import atomic_torch_save
+from basicsr_nlattn.utils.errors import CheckpointError
 
 DEFAULT_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 ENLCA_KEYS = {
@@ -44,11 +46,6 @@ RESIDUAL_KEYS = {
     'body.2.weight': 'conv2.weight',
     'body.2.bias': 'conv2.bias'
 }
-
-
-class CheckpointError(ValueError):
-    """The file is not the official checkpoint that was asked for; the message names the key."""
-
 
 AttentionKeys = Dict[str, str]
 
@@ -141,8 +138,7 @@ def convert_checkpoint(arch: str, scale: int, input_path: str, output_path: str)
         raise CheckpointError('OUT must differ from IN: the converter never overwrites the official checkpoint')
     official = load_official(input_path)
     converted = convert_state_dict(official, arch, scale)
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    torch.save({'params': converted}, output_path)
+    atomic_torch_save({'params': converted}, output_path)
     return sorted(key for key in official if key.startswith(('sub_mean.', 'add_mean.')))
 
 

@@ -1,33 +1,12 @@
-"""``basicsr export``: ``network_g`` of an option file as an ONNX model, checked against PyTorch before it is written.
+"""``basicsr export``: ``network_g`` of an option file as an ONNX model, checked by onnxruntime against PyTorch on
+photographs before it is written (:func:`export_onnx`).
 
-    basicsr export -opt options/test_ENLCN_x4.yml --output ENLCN_x4.onnx              # 1 x 3 x 64 x 64 inputs
-    basicsr export -opt options/test_ENLCN_x4.yml --output ENLCN_x4.onnx --dynamic    # any batch, height, width
-    python scripts/inference.py -opt options/test_ENLCN_x4.yml --onnx ENLCN_x4.onnx --input LR/ --output SR/
-
-Networks: ENLCN, NLSN, CCLNN and WithAttention (``EXPORTABLE_ARCHS``). Weights as ``scripts/inference.py`` loads
-them: ``--weights``, else ``path.pretrain_network_g`` (``params_ema``, else ``params``, else the file's own
-mapping, strictly); with neither, random weights seeded by ``manual_seed``. The network is traced in eval mode by
-``torch.onnx.export``'s TorchScript exporter (``dynamo=False``, opset 17): it needs only ``onnx`` and
-``onnxruntime`` (the ``export`` extra), exports these networks in about a second on a CPU (the torch.export-based
-exporter also works, in several seconds, with ``onnxscript`` on top), and runs forward hooks, which WithAttention
-inserts its blocks with. Then onnxruntime runs the model on a photograph (scikit-image's astronaut, downscaled to
-the input size; with ``--dynamic`` also a batch of two photographs at another size) and its output must be within
-``TOLERANCE`` (max abs, images in [0, 1]) of PyTorch's. The model is written under a temporary name in the output's
-folder and renamed once the check passed: an existing file is replaced by a checked model, or not at all.
-
-NLSA blocks (NLSN, CCLNN, WithAttention with NLSA or CCLNBlock): in eval mode a block draws its rotations from a
-generator seeded with ``eval_seed`` on every call; the graph holds those rotations as constants (drawn once, the same
-values), no random op. The bucket count and the chunk padding follow from the input size and are fixed when traced,
-so these networks export at a fixed size only (``--dynamic`` is refused, naming the network). NLSA sorts positions by
-bucket with ``torch.sort``, which on the CPU does not keep a bucket's positions in position order; ONNX's TopK does
-(its specification breaks ties by index). Both are NLSA's bucket order (Eq. 8-9), but they fill the chunks
-differently at bucket boundaries, so during the trace and the PyTorch reference ties are broken by position (one sort
-of unique keys, ``code * n + position``): the check compares like with like, and the difference to PyTorch's own
-``torch.sort`` order is reported beside it.
+The network (:func:`~basicsr_nlattn.tools.network_loading.load_network`) is traced in eval mode by the TorchScript
+exporter (opset 17). NLSA blocks are traced with their eval rotations as constants and ties in a bucket broken by
+position (:func:`traceable_nlsa`), so they export at a fixed size only. Why, and the measured differences:
+``docs/export.md``.
 """
 import contextlib
-import copy
-import os
 import warnings
 from os import path as osp
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
@@ -37,8 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention.nlsa import NLSA
-from basicsr_nlattn.utils.checkpoint_files import read_network_state
-from basicsr_nlattn.utils.errors import OptionError, as_option_errors
+from basicsr_nlattn.tools.network_loading import load_network, random_weights_seed, weights_file
+from basicsr_nlattn.tools.onnx_network import first_line, onnxruntime_errors, require_onnxruntime, shape_text
+from basicsr_nlattn.utils.atomic_write import atomic_write
+from basicsr_nlattn.utils.errors import ExportError, OptionError
 
 EXPORTABLE_ARCHS = ('ENLCN', 'NLSN', 'CCLNN', 'WithAttention')
 OPSET_VERSION = 17
@@ -56,14 +37,6 @@ DYNAMIC_AXES = {
         3: 'sr_width'
     }
 }
-INSTALL_HINT = 'pip install -e ".[export]"'
-# onnxruntime's exceptions (pybind11 classes derived from Exception only) for a model it cannot load or run
-ONNXRUNTIME_ERRORS = ('Fail', 'InvalidArgument', 'NoSuchFile', 'InvalidProtobuf', 'InvalidGraph', 'RuntimeException',
-                      'NotImplemented', 'EPFail')
-
-
-class ExportError(ValueError):
-    """The network was traced, but the model cannot be run or does not match PyTorch; nothing was written."""
 
 
 class PreparedNetwork(NamedTuple):
@@ -82,31 +55,13 @@ class CheckResult(NamedTuple):
 
     def summary(self) -> str:
         """One line for ``basicsr export``: the shapes and the differences."""
-        line = (f'onnxruntime against PyTorch on {self.photos}, {_shape_text(self.input_shape)} -> '
-                f'{_shape_text(self.output_shape)}: max abs difference {self.max_difference:.1e} (tolerance '
+        line = (f'onnxruntime against PyTorch on {self.photos}, {shape_text(self.input_shape)} -> '
+                f'{shape_text(self.output_shape)}: max abs difference {self.max_difference:.1e} (tolerance '
                 f'{TOLERANCE:.0e})')
         if self.torch_sort_difference is not None:
             line += (f"; against PyTorch with torch.sort's own tie order in NLSA's buckets (as basicsr test runs it "
                      f'on this machine): {self.torch_sort_difference:.1e}')
         return line
-
-
-def require_onnxruntime() -> Any:
-    """The ``onnxruntime`` module, after checking that ``onnx`` is there too; an OptionError with the install line
-    when either is missing."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime
-    except ImportError as error:
-        raise OptionError(f'onnx and onnxruntime are needed for ONNX models ({error.name} is missing): '
-                          f'{INSTALL_HINT}') from error
-    return onnxruntime
-
-
-def onnxruntime_errors(onnxruntime: Any) -> Tuple[type, ...]:
-    """The exception classes onnxruntime raises for a model it cannot load or run."""
-    state = onnxruntime.capi.onnxruntime_pybind11_state
-    return tuple(getattr(state, name) for name in ONNXRUNTIME_ERRORS if hasattr(state, name))
 
 
 def _check_arch(opt: Dict[str, Any]) -> str:
@@ -121,29 +76,13 @@ def _check_arch(opt: Dict[str, Any]) -> str:
 
 
 def prepare_network(option_file: str, weights: Optional[str] = None) -> PreparedNetwork:
-    """Build ``network_g`` of ``option_file`` in eval mode on the CPU and load its weights (module docstring).
-
-    Raises OptionError, before anything is written, for a network that cannot be exported or built, a missing or
-    unreadable checkpoint and one that does not fit the network strictly.
-    """
-    from basicsr.archs import build_network
-
+    """``network_g`` of ``option_file`` from :func:`~basicsr_nlattn.tools.network_loading.load_network`, after
+    checking that it is one of ``EXPORTABLE_ARCHS``; OptionError before anything is written."""
     from basicsr_nlattn.utils.option_file import load_option_file
     opt = load_option_file(option_file)
     arch = _check_arch(opt)
-    key = '--weights' if weights else 'path.pretrain_network_g'
-    weights = weights or (opt.get('path') or {}).get('pretrain_network_g')
-    state = read_network_state(weights, key) if weights else None
-    seed = opt.get('manual_seed') or 0
-    with torch.random.fork_rng(devices=[]), as_option_errors():
-        torch.manual_seed(seed)
-        net = build_network(copy.deepcopy(opt['network_g']))
-    if state is not None:
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise OptionError(f"{key}: '{weights}' does not fit network_g ({arch}): {_first_problem(error)}") from error
-    return PreparedNetwork(net.eval(), arch, weights, seed)
+    net = load_network(opt, weights)
+    return PreparedNetwork(net, arch, weights_file(opt, weights), random_weights_seed(opt))
 
 
 def check_dynamic_support(net: nn.Module, arch: str) -> None:
@@ -236,7 +175,7 @@ def traceable_nlsa(net: nn.Module) -> Iterator[None]:
 
 
 def trace_to_onnx(net: nn.Module, example: Tensor, path: str, dynamic: bool) -> None:
-    """``torch.onnx.export`` of ``net`` traced on ``example`` into ``path`` (TorchScript exporter, module docstring),
+    """``torch.onnx.export`` of ``net`` traced on ``example`` into ``path`` (the TorchScript exporter, opset 17),
     with dynamic batch, height and width when ``dynamic``; the tracer's warnings about sizes read as numbers are
     silenced (the check runs the model at a second size when ``dynamic``)."""
     with warnings.catch_warnings():
@@ -261,7 +200,7 @@ def _open_checked(path: str, arch: str) -> Any:
         onnx.checker.check_model(path, full_check=True)
         return onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
     except (onnx.checker.ValidationError, *onnxruntime_errors(onnxruntime)) as error:
-        raise ExportError(f'{arch}: the exported graph is not a valid ONNX model: {_first_line(error)}') from error
+        raise ExportError(f'{arch}: the exported graph is not a valid ONNX model: {first_line(error)}') from error
 
 
 def _run_checks(path: str, arch: str, inputs: List[Tuple[str, Tensor]], references: List[Tensor],
@@ -272,16 +211,16 @@ def _run_checks(path: str, arch: str, inputs: List[Tuple[str, Tensor]], referenc
     hint = ' (export a fixed input size with --size H W)' if dynamic else ''
     results = []
     for index, (photos, lq) in enumerate(inputs):
-        where = f'{photos} {_shape_text(lq.shape)}'
+        where = f'{photos} {shape_text(lq.shape)}'
         try:
             output = session.run(None, {INPUT_NAME: lq.numpy()})[0]
         except errors as error:
-            raise ExportError(f'{arch}: onnxruntime cannot run the exported model on {where}: {_first_line(error)}'
+            raise ExportError(f'{arch}: onnxruntime cannot run the exported model on {where}: {first_line(error)}'
                               f'{hint}') from error
         reference = references[index].numpy()
         if output.shape != reference.shape:
-            raise ExportError(f'{arch}: onnxruntime gives {_shape_text(output.shape)} on {where}, PyTorch '
-                              f'{_shape_text(reference.shape)}{hint}')
+            raise ExportError(f'{arch}: onnxruntime gives {shape_text(output.shape)} on {where}, PyTorch '
+                              f'{shape_text(reference.shape)}{hint}')
         difference = float(np.abs(output - reference).max())
         if not difference <= TOLERANCE:
             raise ExportError(f'{arch}: onnxruntime differs from PyTorch by {difference:.2e} (max abs) on {where}, '
@@ -291,22 +230,6 @@ def _run_checks(path: str, arch: str, inputs: List[Tuple[str, Tensor]], referenc
             sort_difference = float(np.abs(output - torch_sort_references[index].numpy()).max())
         results.append(CheckResult(photos, tuple(lq.shape), tuple(output.shape), difference, sort_difference))
     return results
-
-
-def _shape_text(shape: Sequence[int]) -> str:
-    return 'x'.join(map(str, shape))
-
-
-def _first_problem(error: RuntimeError) -> str:
-    """The first problem ``load_state_dict`` lists (one per line after its heading), and how many follow."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    problems = lines[1:] or lines
-    more = f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''
-    return problems[0] + more
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def parse_size(size: Sequence[int]) -> Tuple[int, int]:
@@ -321,7 +244,8 @@ def export_onnx(prepared: PreparedNetwork,
                 output: str,
                 size: Tuple[int, int] = (64, 64),
                 dynamic: bool = False) -> List[CheckResult]:
-    """Export ``prepared.net`` to ``output`` and check it with onnxruntime (module docstring).
+    """Export ``prepared.net`` to ``output``, check it with onnxruntime against PyTorch on photographs
+    (``TOLERANCE``), then give it its name (an atomic write: a model that fails the check replaces nothing).
 
     Args:
         prepared (PreparedNetwork): from :func:`prepare_network`.
@@ -344,72 +268,10 @@ def export_onnx(prepared: PreparedNetwork,
     has_nlsa = any(isinstance(module, NLSA) for module in net.modules())
     with torch.no_grad():
         torch_sort_references = [net(lq) for _, lq in inputs] if has_nlsa else None
-    partial = f'{output}.partial'
-    if osp.dirname(output):
-        os.makedirs(osp.dirname(output), exist_ok=True)
-    try:
+    with atomic_write(output) as temporary:  # replaced by a model that passed the check, or not at all
         with traceable_nlsa(net):
             with torch.no_grad():
                 references = [net(lq) for _, lq in inputs]  # NLSA: draws the rotations the trace then holds
-            trace_to_onnx(net, inputs[0][1], partial, dynamic)
-        results = _run_checks(partial, arch, inputs, references, torch_sort_references, dynamic)
-        os.replace(partial, output)
-    finally:
-        if osp.exists(partial):
-            os.remove(partial)
+            trace_to_onnx(net, inputs[0][1], temporary, dynamic)
+        results = _run_checks(temporary, arch, inputs, references, torch_sort_references, dynamic)
     return results
-
-
-class OnnxNetwork:
-    """An exported model run by onnxruntime on the CPU, called like the network: (b, c, h, w) -> (b, c, s h, s w).
-
-    For ``scripts/inference.py --onnx``: whole images, tiles, chop quadrants and self-ensemble symmetries go through
-    it as through the PyTorch network. A model exported at a fixed size takes inputs of that size only; a model
-    whose output is not ``scale`` times its input is refused. Both raise OptionError naming the model.
-
-    Args:
-        path (str): the ``.onnx`` file (from ``basicsr export``).
-        scale (int): the upscaling factor the option file gives.
-    """
-
-    def __init__(self, path: str, scale: int) -> None:
-        onnxruntime = require_onnxruntime()
-        if not osp.isfile(path):
-            raise OptionError(f"--onnx: model '{path}' does not exist")
-        try:
-            self.session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
-        except onnxruntime_errors(onnxruntime) as error:
-            raise OptionError(f"--onnx: cannot load '{path}': {_first_line(error)}") from error
-        self.path = path
-        self.scale = scale
-        self.errors = onnxruntime_errors(onnxruntime)
-        model_input = self.session.get_inputs()[0]
-        self.input_name = model_input.name
-        # (b, c, h, w) with None for a dynamic axis
-        self.input_shape = tuple(dim if isinstance(dim, int) else None for dim in model_input.shape)
-
-    @property
-    def fixed_size(self) -> Optional[Tuple[int, int]]:
-        """(h, w) of a model exported at a fixed size, None for one exported with ``--dynamic``."""
-        height, width = self.input_shape[2:]
-        return None if height is None or width is None else (height, width)
-
-    def _check_input(self, lq: Tensor) -> None:
-        expected = 'x'.join('?' if dim is None else str(dim) for dim in self.input_shape)
-        if len(lq.shape) != len(self.input_shape) or any(dim is not None and dim != actual
-                                                         for dim, actual in zip(self.input_shape, lq.shape)):
-            raise OptionError(f"--onnx: '{self.path}' takes {expected} inputs, got {_shape_text(lq.shape)}; "
-                              'export it at this size (basicsr export --size H W) or with --dynamic')
-
-    def __call__(self, lq: Tensor) -> Tensor:
-        self._check_input(lq)
-        try:
-            output = self.session.run(None, {self.input_name: lq.detach().cpu().float().numpy()})[0]
-        except self.errors as error:
-            raise OptionError(f"--onnx: onnxruntime cannot run '{self.path}' on a {_shape_text(lq.shape)} "
-                              f'input: {_first_line(error)}') from error
-        height, width = lq.shape[-2:]
-        if tuple(output.shape[-2:]) != (height * self.scale, width * self.scale):
-            raise OptionError(f"scale: the option file gives {self.scale}, but '{self.path}' turns {height}x{width} "
-                              f'into {output.shape[-2]}x{output.shape[-1]}')
-        return torch.from_numpy(output).to(lq.device)

@@ -1,5 +1,5 @@
 """The pre-flight check of ``basicsr train``, ``basicsr test`` (and their ``-m basicsr_nlattn.train|test`` entry
-points for torchrun) and ``scripts/inference.py``: every option that BasicSR would only reject deep inside
+points for torchrun) and ``basicsr infer``: every option that BasicSR would only reject deep inside
 training, or after it has renamed folders, checked in one pass before anything is written.
 
 ``preflight`` runs at the end of BasicSR's ``parse_options``, before ``make_exp_dirs`` and ``mkdir_and_rename``
@@ -244,7 +244,7 @@ def _check_long_run_options(opt: Dict[str, Any]) -> None:
 
 def _check_inference_options(opt: Dict[str, Any]) -> None:
     """``val.tile``, ``val.self_ensemble`` and ``val.amp``, read by our models, ``basicsr test`` and
-    ``scripts/inference.py``."""
+    ``basicsr infer``."""
     val_opt = opt.get('val') or {}
     parse_tile_options(val_opt.get('tile'))
     parse_self_ensemble(val_opt.get('self_ensemble', False))
@@ -287,7 +287,7 @@ def check_options(opt: Dict[str, Any]) -> None:
 
 
 def check_inference_options(opt: Dict[str, Any]) -> None:
-    """The part of :func:`check_options` that ``scripts/inference.py`` reads from an option file (before it writes
+    """The part of :func:`check_options` that ``basicsr infer`` reads from an option file (before it writes
     anything): ``scale``, ``network_g`` (built on the meta device), ``val.tile`` and ``val.self_ensemble``.
 
     Args:

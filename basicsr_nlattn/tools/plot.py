@@ -9,13 +9,13 @@ the losses and metrics are read from them instead (the learning rate is only in 
 """
 import glob
 import math
-import os
 import re
 from os import path as osp
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import yaml
 
+from basicsr_nlattn.utils.atomic_write import save_figure
 from basicsr_nlattn.utils.errors import OptionError
 
 TRAIN_LINE = re.compile(r'\[epoch:\s*\d+, iter:\s*([\d,]+), lr:\(([^)]*)\)\]')
@@ -182,7 +182,5 @@ def draw_curves(experiment_dir: str, output: str) -> str:
     """``basicsr plot``: write the curves of ``experiment_dir`` to ``output``; returns where they were read from."""
     curves = read_curves(experiment_dir)
     figure = curves_figure(curves, osp.basename(osp.normpath(experiment_dir)))
-    if osp.dirname(output):
-        os.makedirs(osp.dirname(output), exist_ok=True)
-    figure.savefig(output, dpi=80)
+    save_figure(figure, output)
     return curves.source

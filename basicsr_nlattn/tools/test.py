@@ -9,8 +9,19 @@ from typing import List
 
 import torch
 
+from basicsr_nlattn.tools.network_loading import checkpoint_param_key
 from basicsr_nlattn.tools.option_check import preflight
 from basicsr_nlattn.tools.paper_results import DatasetResult, comparison_table
+from basicsr_nlattn.utils.atomic_write import write_text
+
+
+def use_loader_param_key(opt: dict) -> None:
+    """Set ``path.param_key_g``, when the option file leaves it unset, to the entry of ``path.pretrain_network_g``
+    that :func:`~basicsr_nlattn.tools.network_loading.load_network` reads (``params_ema``, else ``params``, else the
+    file's own mapping), so that BasicSR's model tests the weights every other command reads."""
+    path_opt = opt['path']
+    if path_opt.get('pretrain_network_g') and 'param_key_g' not in path_opt:
+        path_opt['param_key_g'] = checkpoint_param_key(path_opt['pretrain_network_g'])
 
 
 def test_pipeline(root_path: str) -> List[DatasetResult]:
@@ -22,6 +33,7 @@ def test_pipeline(root_path: str) -> List[DatasetResult]:
 
     opt, _ = basicsr.utils.options.parse_options(root_path, is_train=False)
     preflight(opt)
+    use_loader_param_key(opt)
     torch.backends.cudnn.benchmark = True
     make_exp_dirs(opt)
     log_file = osp.join(opt['path']['log'], f"test_{opt['name']}_{get_time_str()}.log")
@@ -47,7 +59,6 @@ def test_pipeline(root_path: str) -> List[DatasetResult]:
     if opt['rank'] == 0 and opt['val'].get('metrics'):
         table = comparison_table(opt, results)
         table_file = osp.join(opt['path']['results_root'], 'benchmark.md')
-        with open(table_file, 'w', encoding='utf-8') as file:
-            file.write(table)
+        write_text(table_file, table)
         logger.info(f'Results against the paper (also in {table_file}):\n{table}')
     return results

@@ -1,60 +1,27 @@
-"""Checkpoint files that are either whole or absent: written under a temporary name, fsynced, then renamed.
-
-A kill or a full disk during ``torch.save`` leaves a truncated zip archive; written this way it never carries the
-final name, and the previous checkpoints stay as they were.
+"""Checkpoint files: saved whole or not at all (:func:`atomic_torch_save`), checked for readability, and the network
+weights they hold (:func:`read_network_state`).
 """
-import os
-import tempfile
 from os import path as osp
 from typing import Any, Dict, Optional
 
 import torch
 
-from basicsr_nlattn.utils.errors import OptionError
+from basicsr_nlattn.utils.atomic_write import atomic_write
+from basicsr_nlattn.utils.errors import CheckpointWriteError, OptionError
 
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (full disk, no permission): the message names the path and the cause."""
-
-
-def _fsync_folder(folder: str) -> None:
-    """Make the rename itself durable (the folder entry), where the platform allows opening a folder."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+__all__ = ['CheckpointWriteError', 'atomic_torch_save', 'read_network_state', 'readable_checkpoint']
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save(obj, path)`` that never leaves a partial file under ``path``.
-
-    The object is written to a temporary file in the same folder (same file system, so the rename is atomic),
-    flushed and fsynced, then renamed over ``path``; on any failure the temporary file is removed, ``path`` (if it
-    existed) is untouched and :class:`CheckpointWriteError` names ``path`` and the cause.
-    """
-    folder = osp.dirname(osp.abspath(path))
-    temporary: Optional[str] = None
+    """``torch.save(obj, path)`` through :func:`~basicsr_nlattn.utils.atomic_write.atomic_write`: never a partial
+    file under ``path``. On any failure ``path`` (if it existed) is untouched and :class:`CheckpointWriteError` names
+    ``path`` and the cause."""
     try:
-        descriptor, temporary = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
-        with os.fdopen(descriptor, 'wb') as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-        temporary = None
+        with atomic_write(path) as temporary:
+            torch.save(obj, temporary)
     except Exception as error:  # noqa: B902  (OSError, or torch's RuntimeError around a failed write)
         cause = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
         raise CheckpointWriteError(f"cannot write '{path}': {cause}") from error
-    finally:
-        if temporary is not None and osp.exists(temporary):
-            os.remove(temporary)
-    _fsync_folder(folder)
 
 
 def readable_checkpoint(path: str) -> Optional[str]:
@@ -68,10 +35,13 @@ def readable_checkpoint(path: str) -> Optional[str]:
     return None
 
 
-def read_network_state(path: str, key: str) -> Dict[str, torch.Tensor]:
-    """The network weights in the checkpoint ``path``: ``params_ema``, else ``params``, else the file's own mapping
-    (BasicSR's model files, or a bare state dict). OptionError, starting with ``key`` (the option or flag that named
-    the file), when it is missing, not a PyTorch checkpoint or not a mapping."""
+def read_network_state(path: str, key: str, param_key: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """The network weights in the checkpoint ``path``: the entry ``param_key`` when given, else ``params_ema``, else
+    ``params``, else the file's own mapping (BasicSR's model files, or a bare state dict).
+
+    OptionError, starting with ``key`` (the option or flag that named the file), when it is missing, not a PyTorch
+    checkpoint or not a mapping; starting with ``path.param_key_g`` when it has no entry ``param_key``.
+    """
     if not osp.isfile(path):
         raise OptionError(f"{key}: checkpoint '{path}' does not exist")
     try:
@@ -82,4 +52,10 @@ def read_network_state(path: str, key: str) -> Dict[str, torch.Tensor]:
             f"{key}: '{path}' is not a PyTorch checkpoint ({type(error).__name__}: {first_line})") from error
     if not isinstance(checkpoint, dict):
         raise OptionError(f"{key}: '{path}' holds a {type(checkpoint).__name__}, not a state dict")
+    if param_key is not None:
+        if not isinstance(checkpoint.get(param_key), dict):
+            entries = sorted(name for name, value in checkpoint.items() if isinstance(value, dict))
+            raise OptionError(f"path.param_key_g: '{path}' has no entry '{param_key}' (entries that are mappings: "
+                              f"{', '.join(entries) or 'none'})")
+        return checkpoint[param_key]
     return checkpoint.get('params_ema', checkpoint.get('params', checkpoint))

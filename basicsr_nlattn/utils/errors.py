@@ -1,4 +1,6 @@
-"""The one exception type for bad options, used by every layer of the package."""
+"""The package's exception types: OptionError for bad options (every layer), the checkpoint, export and write errors
+of the commands, and RunStopped for a training run that ended early. ``basicsr`` prints each of
+``COMMAND_ERRORS`` as one line ``basicsr <command>: error: <message>`` and exits with status 2."""
 import contextlib
 from typing import Iterator
 
@@ -22,6 +24,22 @@ def as_option_errors() -> Iterator[None]:
         raise
     except ValueError as error:
         raise OptionError(str(error)) from error
+
+
+class CheckpointError(ValueError):
+    """``basicsr convert``: the file is not the official checkpoint that was asked for; the message names the key."""
+
+
+class ExportError(ValueError):
+    """``basicsr export``: the network was traced, but the model cannot be run or does not match PyTorch; nothing was
+    written."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, no permission): the message names the path and the cause."""
+
+
+COMMAND_ERRORS = (OptionError, CheckpointError, ExportError, CheckpointWriteError)
 
 
 class RunStopped(Exception):

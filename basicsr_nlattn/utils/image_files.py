@@ -1,10 +1,10 @@
 """Image files of the data scripts: DIV2K-style bicubic LR images and PNGs that are never left truncated."""
-import os
-from os import path as osp
 from typing import Optional
 
 import cv2
 import numpy as np
+
+from basicsr_nlattn.utils.atomic_write import write_bytes
 
 
 def bicubic_downscale(hr_bgr: np.ndarray, scale: int) -> np.ndarray:
@@ -26,11 +26,4 @@ def write_png(path: str, image: np.ndarray, compression: Optional[int] = None) -
     ok, encoded = cv2.imencode('.png', image, params)
     if not ok:
         raise OSError(f"cannot encode '{path}' as PNG")
-    partial = path + '.partial'
-    try:
-        with open(partial, 'wb') as file:
-            file.write(encoded.tobytes())
-        os.replace(partial, path)
-    finally:
-        if osp.exists(partial):
-            os.remove(partial)
+    write_bytes(path, encoded.tobytes())

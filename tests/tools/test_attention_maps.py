@@ -136,7 +136,7 @@ def test_a_blank_image_still_draws():
 
 
 def test_force_yml_points_the_command_at_trained_weights(workdir, capsys):
-    from basicsr_nlattn.tools.attention_maps import _load_network
+    from basicsr_nlattn.tools.network_loading import load_network
     from basicsr_nlattn.utils.option_file import apply_force_yml, load_option_file
     torch.manual_seed(5)
     trained = ENLCN(num_feat=8, num_block=2, upscale=2, attn_every=1, reduction=2)
@@ -146,7 +146,7 @@ def test_force_yml_points_the_command_at_trained_weights(workdir, capsys):
         [f'path:pretrain_network_g={workdir / "trained.pth"}', 'network_g:amplification=3'])
     assert opt['path'] == {'pretrain_network_g': str(workdir / 'trained.pth')}
     assert opt['network_g']['amplification'] == 3
-    net = _load_network(opt)
+    net = load_network(opt)
     for name, tensor in trained.state_dict().items():
         torch.testing.assert_close(net.state_dict()[name], tensor, rtol=0, atol=0)
     assert net.body[0].amplification == 3.0
@@ -165,4 +165,4 @@ def test_force_yml_points_the_command_at_trained_weights(workdir, capsys):
         str(workdir / 'astronaut.png'), '--point', '1', '1', '--output',
         str(workdir / 'o.png'), '--force_yml', 'path:pretrain_network_g=missing.pth'
     ])
-    assert code == 2 and "path.pretrain_network_g: 'missing.pth' does not exist" in capsys.readouterr().err
+    assert code == 2 and "path.pretrain_network_g: checkpoint 'missing.pth' does not exist" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 the ENLCA eval table's rows and their agreement with the official formula (times are measured, never asserted)."""
 import json
 
+import pytest
+
 from basicsr_nlattn import cli
 from basicsr_nlattn.tools.bench_plot import benchmark_figure
 
@@ -54,3 +56,30 @@ def test_bench_eval_table_at_tiny_sizes_agrees_with_the_official_formula(tmp_pat
 def test_bench_rejects_a_bad_eval_size(capsys):
     assert cli.main(['bench', '--eval_sizes', '0']) == 2
     assert '--eval_sizes' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--network', 'ENLCN', '--sizes', '4'], '--sizes: a flag of the attention mode, not read by the network mode '
+     '(selected by --network)'),
+    (['--network', 'ENLCN', '--skip_loss'], '--skip_loss: a flag of the attention mode, not read by the network mode'),
+    (['--batch', '2'], '--batch: a flag of the network mode, not read by the attention mode (without --network)'),
+    (['--compile', '--sizes', '4'], '--compile: a flag of the network mode, not read by the attention mode'),
+])
+def test_a_flag_of_another_mode_is_one_line_and_exit_2(capsys, flags, message):
+    assert cli.main(['bench'] + flags) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f'basicsr bench: error: {message}') and captured.out == ''
+    assert len(captured.err.splitlines()) == 1
+
+
+def test_each_mode_gets_its_defaults():
+    from basicsr_nlattn.commands.bench import selected_mode
+    parser = cli.build_parser(['bench'])
+    args = parser.parse_args(['bench', '--network', 'NLSN'])
+    assert selected_mode(args).name == 'network'
+    assert (args.scale, args.size, args.num_block, args.tile, args.batch, args.compile) == (4, 48, 8, [128,
+                                                                                                       32], None, False)
+    args = parser.parse_args(['bench'])
+    assert selected_mode(args).name == 'attention'
+    assert (args.sizes, args.eval_sizes, args.num_random_features, args.skip_loss) == ([48, 100,
+                                                                                        150], [100, 200], 128, False)

@@ -140,5 +140,10 @@ def test_cli_convert(tmp_path, capsys, monkeypatch):
     assert set(torch.load(tmp_path / 'out.pth', weights_only=True)) == {'params'}
 
 
-def test_cli_arch_choices_match_the_converter():
-    assert set(cli.CONVERTIBLE_ARCHS) == set(NETWORKS)
+def test_cli_arch_choices_match_the_converter(capsys):
+    parser = cli.build_parser(['convert'])
+    for arch in NETWORKS:
+        assert parser.parse_args(['convert', '--arch', arch, '--scale', '4', 'in.pt', 'out.pth']).arch == arch
+    with pytest.raises(SystemExit):
+        parser.parse_args(['convert', '--arch', 'EDSR', '--scale', '4', 'in.pt', 'out.pth'])
+    assert "invalid choice: 'EDSR' (choose from" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from helpers.options import write_option
 from basicsr_nlattn import cli
 from basicsr_nlattn.archs.attention import nlsa as nlsa_module
 from basicsr_nlattn.archs.attention.nlsa import NLSA
-from basicsr_nlattn.tools import export
+from basicsr_nlattn.tools import export, onnx_network
 from basicsr_nlattn.tools.export import photo_batch, traceable_nlsa
 from basicsr_nlattn.utils import OptionError
 
@@ -208,7 +208,7 @@ def test_onnx_network_runs_like_the_network_and_refuses_other_sizes_and_scales(t
     output = str(tmp_path / 'fixed.onnx')
     (check, ) = export.export_onnx(export.prepare_network(option), output, (24, 24))
     assert check.input_shape == (1, 3, 24, 24) and check.output_shape == (1, 3, 48, 48)
-    model = export.OnnxNetwork(output, scale=2)
+    model = onnx_network.OnnxNetwork(output, scale=2)
     assert model.fixed_size == (24, 24)
     lq = photo_batch(['coffee'], 24, 24)
     with torch.no_grad():
@@ -217,4 +217,4 @@ def test_onnx_network_runs_like_the_network_and_refuses_other_sizes_and_scales(t
     with pytest.raises(OptionError, match=r"--onnx: '.*fixed.onnx' takes 1x3x24x24 inputs, got 1x3x24x25"):
         model(photo_batch(['coffee'], 24, 25))
     with pytest.raises(OptionError, match=r"scale: the option file gives 3, but '.*' turns 24x24 into 48x48"):
-        export.OnnxNetwork(output, scale=3)(lq)
+        onnx_network.OnnxNetwork(output, scale=3)(lq)

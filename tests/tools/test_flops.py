@@ -53,4 +53,4 @@ def test_cli_flops_names_a_bad_network_option(tmp_path, capsys):
     option_file = tmp_path / 'option.yml'
     option_file.write_text('network_g: {type: ENLCN, num_feat: 8, num_block: 0}\n')
     assert cli.main(['flops', '-opt', str(option_file)]) == 2
-    assert capsys.readouterr().err == 'basicsr flops: error: ENLCN.num_block must be >= 1, got 0\n'
+    assert capsys.readouterr().err == 'basicsr flops: error: network_g.num_block: must be >= 1, got 0\n'
