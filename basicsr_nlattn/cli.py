@@ -10,6 +10,8 @@ import os
 import sys
 from typing import Callable, List, Optional
 
+from basicsr_nlattn.commands import lam as lam_command
+
 COMMANDS = {
     'train': 'train a network from an option file (BasicSR\'s train_pipeline)',
     'test': 'test a trained network on the datasets of an option file (BasicSR\'s test pipeline), ending with a '
@@ -21,6 +23,7 @@ COMMANDS = {
     'attention': 'draw where chosen query pixels attend in every ENLCA and NLSA block of an option file\'s network',
     'plot': 'draw the training curves of an experiment folder (losses, learning rate, validation metrics)',
     'export': 'export an option file\'s network to ONNX, checked with onnxruntime against PyTorch before writing',
+    'lam': lam_command.HELP,
 }
 PIPELINES = ('train', 'test')
 # Kept here, not imported from tools.convert, so that --help does not import torch; a test keeps them in step.
@@ -78,6 +81,8 @@ def build_parser(commands: Optional[List[str]] = None) -> argparse.ArgumentParse
             _add_plot_arguments(subparser)
         elif command == 'export':
             _add_export_arguments(subparser)
+        elif command == 'lam':
+            lam_command.add_arguments(subparser)
         else:
             _add_flops_arguments(subparser)
     return parser
@@ -389,6 +394,16 @@ def run_pipeline(command: str, option_file: str, pipeline_argv: List[str]) -> in
     return 0
 
 
+def _run_command(command: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """A command module's ``run``, with the package's OptionError as one line and exit 2."""
+    from basicsr_nlattn.utils import OptionError
+    try:
+        return run(args)
+    except OptionError as error:
+        sys.stderr.write(f'basicsr {command}: error: {error}\n')
+        return 2
+
+
 def _forwarded_argv(args: argparse.Namespace) -> List[str]:
     argv = ['-opt', args.opt, '--launcher', args.launcher, '--local_rank', str(args.local_rank)]
     for flag in ('auto_resume', 'debug'):
@@ -415,6 +430,8 @@ def main(argv: Optional[List[str]] = None, commands: Optional[List[str]] = None)
         return run_plot(args)
     if args.command == 'export':
         return run_export(args)
+    if args.command == 'lam':
+        return _run_command('lam', lam_command.run, args)
     return run_pipeline(args.command, args.opt, _forwarded_argv(args))
 
 

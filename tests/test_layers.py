@@ -24,6 +24,7 @@ LAYERS = {
     'models': 3,
     'tools': 4,
     'training': 4,
+    'commands': 4,  # one module per command (tools' layer)
     'cli': 5,
     'train': 5,
     'test': 5,

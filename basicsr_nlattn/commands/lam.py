@@ -1,0 +1,192 @@
+"""``basicsr lam``: Local Attribution Maps and Diffusion Indices of one or several networks, in one figure.
+
+For each ``-opt`` file, its ``network_g`` (with ``--weights``, else ``path.pretrain_network_g``, else random weights
+seeded by ``manual_seed``) is attributed on ``--input`` for the output box ``--box`` (SR pixels) by
+:mod:`basicsr_nlattn.tools.lam`. Every flag, the image, the networks and the box are checked before the first
+attribution, so bad input is one line (exit 2) and nothing is written.
+"""
+import argparse
+import os
+import sys
+import time
+from os import path as osp
+from typing import Any, Dict, List, Optional
+
+HELP = 'Local Attribution Maps (LAM) of one or more networks for an output box, with their Diffusion Index (DI)'
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        '-opt',
+        required=True,
+        action='append',
+        metavar='FILE',
+        help='option file whose network_g is attributed; repeat for several networks (one row each)')
+    parser.add_argument('--input', required=True, metavar='IMAGE', help='the LR image the networks are run on')
+    parser.add_argument(
+        '--box',
+        required=True,
+        nargs=4,
+        type=int,
+        metavar=('Y', 'X', 'H', 'W'),
+        help='the output box in SR pixels: top row, left column, height, width (at least 2 x 2)')
+    parser.add_argument('--output', required=True, metavar='OUT.png', help='the figure to write')
+    parser.add_argument(
+        '--weights',
+        nargs='+',
+        metavar='FILE',
+        help='checkpoints, one per -opt in the same order (params_ema, else params); default: '
+        'path.pretrain_network_g of each option file, else random weights')
+    parser.add_argument('--steps', type=int, default=50, help='points on the blurring path, >= 2. Default: 50')
+    parser.add_argument(
+        '--sigma', type=float, default=1.2, help='Gaussian blur of the baseline, in LR pixels, > 0. Default: 1.2')
+    parser.add_argument(
+        '--batch', type=int, default=10, help='path points per forward and backward (bounds the memory). Default: 10')
+    parser.add_argument('--json', metavar='FILE', help='also write the DIs and the settings as JSON')
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    from matplotlib.figure import Figure
+
+    from basicsr_nlattn.utils import OptionError
+    if args.steps < 2:
+        raise OptionError(f'--steps must be >= 2, got {args.steps}')
+    if args.batch < 1:
+        raise OptionError(f'--batch must be >= 1, got {args.batch}')
+    if not args.sigma > 0:
+        raise OptionError(f'--sigma must be > 0, got {args.sigma}')
+    if args.weights is not None and len(args.weights) != len(args.opt):
+        raise OptionError(f'--weights: {len(args.weights)} given for {len(args.opt)} -opt files; give one per -opt, '
+                          'in the same order')
+    top, left, height, width = args.box
+    if top < 0 or left < 0 or height < 2 or width < 2:
+        raise OptionError(f'--box {top} {left} {height} {width}: Y and X must be >= 0, H and W >= 2')
+    extension = osp.splitext(args.output)[1].lstrip('.').lower()
+    supported = Figure().canvas.get_supported_filetypes()
+    if extension not in supported:
+        raise OptionError(f"--output: '{args.output}' does not end with an image type matplotlib writes "
+                          f"({', '.join(sorted(supported))})")
+
+
+def _load_network(opt: Dict[str, Any], weights: Optional[str]):
+    """``network_g`` of ``opt`` in eval mode, with the weights of ``weights`` (else ``path.pretrain_network_g``; else
+    random, seeded by ``manual_seed``): params_ema, else params, else the mapping. Returns (network, weights used)."""
+    import torch
+    from basicsr.archs import build_network
+
+    from basicsr_nlattn.utils import OptionError, as_option_errors
+    from basicsr_nlattn.utils.checkpoint_files import read_network_state
+    if not isinstance(opt.get('network_g'), dict):
+        raise OptionError('network_g: the option file has no network_g mapping')
+    key = '--weights' if weights else 'path.pretrain_network_g'
+    weights = weights or (opt.get('path') or {}).get('pretrain_network_g')
+    state = read_network_state(weights, key) if weights else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(opt.get('manual_seed') or 0)
+        try:
+            with as_option_errors():
+                net = build_network(dict(opt['network_g']))
+        except OptionError as error:
+            raise OptionError(f'network_g: {error}') from error
+    if state is not None:
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            first_line = str(error).strip().splitlines()[0]
+            raise OptionError(f"{key}: '{weights}' does not fit network_g ({opt['network_g'].get('type')}): "
+                              f'{first_line}') from error
+    return net.eval(), weights
+
+
+def run(args: argparse.Namespace) -> int:
+    """``basicsr lam``: 0; bad input raises OptionError (one line, exit 2 from the dispatcher) before any write."""
+    # The package is imported (compat applied, archs registered) before any of its modules, this one included.
+    import torch
+    from tqdm import tqdm
+
+    from basicsr_nlattn.tools import lam
+    from basicsr_nlattn.tools.attention_maps import read_rgb
+    from basicsr_nlattn.utils import OptionError, load_option_file
+    _check_flags(args)
+    lq = read_rgb(args.input)
+    box = lam.Box(*args.box)
+    networks = []
+    for index, option_file in enumerate(args.opt):
+        opt = load_option_file(option_file)
+        net, weights = _load_network(opt, args.weights[index] if args.weights else None)
+        label = f"{opt['network_g']['type']} ({opt.get('name', osp.basename(option_file))})"
+        try:
+            with torch.no_grad():
+                sr = net(lq)[0]
+        except RuntimeError as error:
+            first_line = str(error).strip().splitlines()[0]
+            raise OptionError(f"--input: {label} cannot take the {lq.shape[2]}x{lq.shape[3]} image "
+                              f"'{args.input}': {first_line}") from error
+        out_h, out_w = sr.shape[-2:]
+        if box.top + box.height > out_h or box.left + box.width > out_w:
+            raise OptionError(f'--box {box.top} {box.left} {box.height} {box.width}: outside the {out_h}x{out_w} '
+                              f'output of {label} (rows 0..{out_h - 1}, columns 0..{out_w - 1})')
+        networks.append((option_file, label, net, weights, sr))
+    scales = sorted({out.shape[-1] / lq.shape[-1] for *_, out in networks})
+    if len(scales) > 1:
+        raise OptionError(f"-opt: the networks upscale by different factors ({', '.join(f'x{s:g}' for s in scales)}); "
+                          'one --box names one region only at one scale')
+    for option_file, _, _, weights, _ in networks:
+        if weights is None:
+            sys.stderr.write(f"basicsr lam: warning: '{option_file}' has no weights (neither --weights nor "
+                             'path.pretrain_network_g): random weights\n')
+
+    rows: List[lam.LamRow] = []
+    records = []
+    for option_file, label, net, weights, sr in networks:
+        started = time.perf_counter()
+        with tqdm(total=args.steps, desc=label, unit='point', file=sys.stderr) as bar:
+            result = lam.path_integrated_gradients(
+                net, lq[0], box, sigma=args.sigma, steps=args.steps, batch=args.batch, progress=bar.update)
+        seconds = time.perf_counter() - started
+        heat = lam.attribution_map(result.attribution)
+        index = lam.diffusion_index(heat)
+        crop = sr[:, box.top:box.top + box.height, box.left:box.left + box.width]
+        rows.append(lam.LamRow(label, heat, index, crop))
+        difference = result.objective_input - result.objective_baseline
+        total = float(result.attribution.sum())
+        records.append({
+            'option_file': option_file,
+            'network': label,
+            'weights': weights,
+            'diffusion_index': index,
+            'objective_input': result.objective_input,
+            'objective_baseline': result.objective_baseline,
+            'attribution_sum': total,
+            'completeness_relative_error': abs(total - difference) / max(abs(difference), 1e-12),
+            'seconds': seconds,
+        })
+
+    figure = lam.lam_figure(lq[0], box, scales[0], rows)
+    for output in (args.output, args.json):
+        if output and osp.dirname(output):
+            os.makedirs(osp.dirname(output), exist_ok=True)
+    figure.savefig(args.output, dpi=80)
+    if args.json:
+        import json
+        settings = {
+            'input': args.input,
+            'input_size': list(lq.shape[-2:]),
+            'box': {
+                'top': box.top,
+                'left': box.left,
+                'height': box.height,
+                'width': box.width
+            },
+            'scale': scales[0],
+            'steps': args.steps,
+            'sigma': args.sigma,
+            'batch': args.batch,
+        }
+        with open(args.json, 'w', encoding='utf-8') as file:
+            json.dump({'settings': settings, 'networks': records}, file, indent=2)
+    print(f'Wrote {args.output}' + (f' and {args.json}' if args.json else '') + ':')
+    for record in records:
+        print(f"  {record['network']}: DI {record['diffusion_index']:.2f}, completeness error "
+              f"{100 * record['completeness_relative_error']:.2f} %, {record['seconds']:.1f} s")
+    return 0
