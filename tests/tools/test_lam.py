@@ -177,6 +177,61 @@ def test_attention_block_widens_the_attribution_on_repeated_content(block):
     assert lam.diffusion_index(maps['with']) > lam.diffusion_index(maps['without'])
 
 
+TINY_NETWORKS = {
+    'NLSN': {
+        'type': 'NLSN',
+        'num_feat': 16,
+        'num_block': 2,
+        'upscale': 2,
+        'attn_every': 2,
+        'chunk_size': 16,
+        'n_hashes': 2
+    },
+    'CCLNN': {
+        'type': 'CCLNN',
+        'num_feat': 32,
+        'num_block': 2,
+        'upscale': 2,
+        'chunk_size': 16,
+        'n_hashes': 2
+    },
+    'RCAN': {
+        'type': 'RCAN',
+        'num_in_ch': 3,
+        'num_out_ch': 3,
+        'num_feat': 16,
+        'num_group': 1,
+        'num_block': 1,
+        'squeeze_factor': 4,
+        'upscale': 2
+    },
+    'SwinIR': {
+        'type': 'SwinIR',
+        'upscale': 2,
+        'img_size': 16,
+        'window_size': 4,
+        'depths': [1],
+        'embed_dim': 12,
+        'num_heads': [2],
+        'mlp_ratio': 2,
+        'upsampler': 'pixelshuffle'
+    },
+}
+
+
+@pytest.mark.parametrize('name', sorted(TINY_NETWORKS))
+def test_other_networks_are_attributed_completely(name):
+    """NLSN and CCLNN (NLSA: seeded, so the same in every batch), RCAN and SwinIR (BasicSR's): the same integral."""
+    torch.manual_seed(0)
+    net = build_network(dict(TINY_NETWORKS[name])).eval()
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(1))
+    box = lam.Box(8, 12, 12, 12)
+    result = lam.path_integrated_gradients(net, image, box, steps=12, batch=6)
+    difference = result.objective_input - result.objective_baseline
+    assert bool(result.attribution.isfinite().all()) and abs(difference) > 0
+    assert abs(float(result.attribution.sum()) - difference) < 0.05 * abs(difference)
+
+
 def write_image(path, height=16, width=16, seed=0):
     rng = np.random.default_rng(seed)
     cv2.imwrite(str(path), rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
