@@ -232,6 +232,18 @@ def test_other_networks_are_attributed_completely(name):
     assert abs(float(result.attribution.sum()) - difference) < 0.05 * abs(difference)
 
 
+def test_figure_has_the_input_and_three_panels_per_network():
+    image = torch.rand(3, 12, 16)
+    rows = [
+        lam.LamRow(f'net {index}', torch.rand(12, 16), 10.0 * (index + 1), torch.rand(3, 8, 6)) for index in range(2)
+    ]
+    figure = lam.lam_figure(image, lam.Box(4, 8, 8, 6), 2.0, rows)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert len(titles) == 1 + 3 * 2
+    assert titles[0].startswith('input 12x16') and 'density, DI = 20.00' in titles
+    assert lam.density_view(torch.rand(12, 16)).max() == pytest.approx(1.0)
+
+
 def write_image(path, height=16, width=16, seed=0):
     rng = np.random.default_rng(seed)
     cv2.imwrite(str(path), rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
