@@ -21,9 +21,9 @@ objective with respect to the LR input I:
 
 Choices that are ours (the paper does not fix them): the gradient detector (forward differences inside the box,
 magnitude sqrt(gx^2 + gy^2) per channel), the blur kernel (Gaussian of radius ceil(3 sigma), replicated borders; 9
-taps at the default sigma 1.2, the demo code's kernel size), the trapezoidal rule, and the density view of the
-figure (the map blurred by a Gaussian and divided by its maximum, in place of the demo code's kernel density
-estimate).
+taps at the default sigma 1.2, the demo code's kernel size), the trapezoidal rule, and the figure (the map on a log
+scale of 4 decades; a density view, the map blurred by a Gaussian and divided by its maximum, in place of the demo
+code's kernel density estimate).
 """
 import math
 from typing import Callable, NamedTuple, Optional, Sequence
@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 DEFAULT_SIGMA = 1.2  # the blur of the baseline (the demo code's default)
 DEFAULT_STEPS = 50  # path points (the demo code's "fold")
+LOG_DECADES = 4  # the attribution panel of the figure: 1e-4 of the maximum and above
 GRADIENT_EPS = 1e-12  # inside the square root of the gradient magnitude: a finite derivative where it is zero
 
 
@@ -255,8 +256,8 @@ class LamRow(NamedTuple):
 
 def lam_figure(image: Tensor, box: Box, scale: float, rows: Sequence[LamRow]):
     """A matplotlib figure (Agg): the input with the box (in LR pixels: the SR box divided by ``scale``) on the
-    left, and one row per network: its attribution map, its density view over the input with the DI in the title,
-    and its output on the box.
+    left, and one row per network: its attribution map (log scale), its density view over the input with the DI in
+    the title, and its output on the box.
 
     Args:
         image (Tensor): (3, h, w) RGB in [0, 1], the LR input.
@@ -287,7 +288,7 @@ def lam_figure(image: Tensor, box: Box, scale: float, rows: Sequence[LamRow]):
                       box.height / scale,
                       fill=False,
                       edgecolor='lime',
-                      linewidth=1.2))
+                      linewidth=0.8))
 
     def bare(ax, title: str) -> None:
         ax.set_title(title, fontsize=7)
@@ -300,12 +301,13 @@ def lam_figure(image: Tensor, box: Box, scale: float, rows: Sequence[LamRow]):
     bare(ax, f'input {height}x{width}, box {box.height}x{box.width} (SR pixels)')
     for index, row in enumerate(rows):
         heat = row.attribution_map.float()
-        # Heavy-tailed: scaled by the 99.5th percentile so that more than the few largest pixels show.
-        top = torch.quantile(heat.flatten(), 0.995).clamp_min(1e-12)
+        # Heavy-tailed: on a log scale over LOG_DECADES decades below the maximum, so that the far, small
+        # attributions that distinguish the networks show beside the peak at the box.
+        relative = (heat / heat.max().clamp_min(1e-30)).clamp_min(10**-LOG_DECADES)
         ax = figure.add_subplot(grid[index, 1])
-        ax.imshow((heat / top).clamp(0, 1).cpu().numpy(), cmap='hot', vmin=0, vmax=1)
+        ax.imshow(relative.log10().cpu().numpy(), cmap='hot', vmin=-LOG_DECADES, vmax=0)
         draw_box(ax)
-        bare(ax, f'{row.label}\nattribution |LAM|')
+        bare(ax, f'{row.label}\n|LAM|, log scale ({LOG_DECADES} decades)')
         ax = figure.add_subplot(grid[index, 2])
         ax.imshow(gray, cmap='gray', vmin=0, vmax=1)
         ax.imshow(density_view(heat).cpu().numpy(), cmap='jet', alpha=0.55, vmin=0, vmax=1)
