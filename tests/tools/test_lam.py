@@ -65,7 +65,8 @@ def test_completeness_sum_of_attributions_is_the_objective_difference():
     torch.testing.assert_close(result.objective_baseline, float(direct_baseline), rtol=1e-5, atol=1e-6)
     difference = result.objective_input - result.objective_baseline
     assert abs(difference) > 0.1
-    assert abs(float(result.attribution.sum()) - difference) < 0.02 * abs(difference)
+    # the issue asks for a few percent; the trapezoidal rule gives 0.007 % here, a left Riemann sum 1.6 %
+    assert abs(float(result.attribution.sum()) - difference) < 0.005 * abs(difference)
     # the same integral in other batch sizes: the batching only bounds memory
     again = lam.path_integrated_gradients(net, image, box, sigma=1.2, steps=50, batch=7)
     torch.testing.assert_close(again.attribution, result.attribution, rtol=1e-4, atol=1e-6)
