@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from os import path as osp
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 HELP = 'Local Attribution Maps (LAM) of one or more networks for an output box, with their Diffusion Index (DI)'
 
@@ -98,19 +98,21 @@ def _load_network(opt: Dict[str, Any], weights: Optional[str]):
     return net.eval(), weights
 
 
-def run(args: argparse.Namespace) -> int:
-    """``basicsr lam``: 0; bad input raises OptionError (one line, exit 2 from the dispatcher) before any write."""
-    # The package is imported (compat applied, archs registered) before any of its modules, this one included.
-    import torch
-    from tqdm import tqdm
+class _Prepared(NamedTuple):
+    option_file: str
+    label: str  # 'ENLCN (demo_ENLCN_x4)': the arch and the option file's name
+    net: Any  # nn.Module in eval mode
+    weights: Optional[str]  # the checkpoint read, None for random weights
+    sr: Any  # Tensor (3, H, W): the network's output for the input
 
-    from basicsr_nlattn.tools import lam
-    from basicsr_nlattn.tools.attention_maps import read_rgb
+
+def _prepare_networks(args: argparse.Namespace, lq, box) -> List[_Prepared]:
+    """Every network of ``-opt``, loaded and run once on ``lq`` (1, 3, h, w), the box checked against its output
+    and the scales against each other: all the checks, before any attribution."""
+    import torch
+
     from basicsr_nlattn.utils import OptionError, load_option_file
-    _check_flags(args)
-    lq = read_rgb(args.input)
-    box = lam.Box(*args.box)
-    networks = []
+    prepared = []
     for index, option_file in enumerate(args.opt):
         opt = load_option_file(option_file)
         net, weights = _load_network(opt, args.weights[index] if args.weights else None)
@@ -126,65 +128,80 @@ def run(args: argparse.Namespace) -> int:
         if box.top + box.height > out_h or box.left + box.width > out_w:
             raise OptionError(f'--box {box.top} {box.left} {box.height} {box.width}: outside the {out_h}x{out_w} '
                               f'output of {label} (rows 0..{out_h - 1}, columns 0..{out_w - 1})')
-        networks.append((option_file, label, net, weights, sr))
-    scales = sorted({out.shape[-1] / lq.shape[-1] for *_, out in networks})
+        prepared.append(_Prepared(option_file, label, net, weights, sr))
+    scales = sorted({item.sr.shape[-1] / lq.shape[-1] for item in prepared})
     if len(scales) > 1:
         raise OptionError(f"-opt: the networks upscale by different factors ({', '.join(f'x{s:g}' for s in scales)}); "
                           'one --box names one region only at one scale')
-    for option_file, _, _, weights, _ in networks:
-        if weights is None:
-            sys.stderr.write(f"basicsr lam: warning: '{option_file}' has no weights (neither --weights nor "
+    return prepared
+
+
+def _attribute(item: _Prepared, args: argparse.Namespace, lq, box):
+    """LAM of one network with a progress bar: its figure row and its JSON record."""
+    from tqdm import tqdm
+
+    from basicsr_nlattn.tools import lam
+    started = time.perf_counter()
+    with tqdm(total=args.steps, desc=item.label, unit='point', file=sys.stderr) as bar:
+        result = lam.path_integrated_gradients(
+            item.net, lq[0], box, sigma=args.sigma, steps=args.steps, batch=args.batch, progress=bar.update)
+    seconds = time.perf_counter() - started
+    heat = lam.attribution_map(result.attribution)
+    index = lam.diffusion_index(heat)
+    crop = item.sr[:, box.top:box.top + box.height, box.left:box.left + box.width]
+    difference = result.objective_input - result.objective_baseline
+    total = float(result.attribution.sum())
+    record = {
+        'option_file': item.option_file,
+        'network': item.label,
+        'weights': item.weights,
+        'diffusion_index': index,
+        'objective_input': result.objective_input,
+        'objective_baseline': result.objective_baseline,
+        'attribution_sum': total,
+        'completeness_relative_error': abs(total - difference) / max(abs(difference), 1e-12),
+        'seconds': seconds,
+    }
+    return lam.LamRow(item.label, heat, index, crop), record
+
+
+def _write_json(path: str, args: argparse.Namespace, lq, box, scale: float, records: List[Dict[str, Any]]) -> None:
+    import json
+    settings = {
+        'input': args.input,
+        'input_size': list(lq.shape[-2:]),
+        'box': box._asdict(),
+        'scale': scale,
+        'steps': args.steps,
+        'sigma': args.sigma,
+        'batch': args.batch,
+    }
+    with open(path, 'w', encoding='utf-8') as file:
+        json.dump({'settings': settings, 'networks': records}, file, indent=2)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``basicsr lam``: 0; bad input raises OptionError (one line, exit 2 from the dispatcher) before any write."""
+    # The package is imported (compat applied, archs registered) before any of its modules, this one included.
+    from basicsr_nlattn.tools import lam
+    from basicsr_nlattn.tools.attention_maps import read_rgb
+    _check_flags(args)
+    lq = read_rgb(args.input)
+    box = lam.Box(*args.box)
+    prepared = _prepare_networks(args, lq, box)
+    for item in prepared:
+        if item.weights is None:
+            sys.stderr.write(f"basicsr lam: warning: '{item.option_file}' has no weights (neither --weights nor "
                              'path.pretrain_network_g): random weights\n')
-
-    rows: List[lam.LamRow] = []
-    records = []
-    for option_file, label, net, weights, sr in networks:
-        started = time.perf_counter()
-        with tqdm(total=args.steps, desc=label, unit='point', file=sys.stderr) as bar:
-            result = lam.path_integrated_gradients(
-                net, lq[0], box, sigma=args.sigma, steps=args.steps, batch=args.batch, progress=bar.update)
-        seconds = time.perf_counter() - started
-        heat = lam.attribution_map(result.attribution)
-        index = lam.diffusion_index(heat)
-        crop = sr[:, box.top:box.top + box.height, box.left:box.left + box.width]
-        rows.append(lam.LamRow(label, heat, index, crop))
-        difference = result.objective_input - result.objective_baseline
-        total = float(result.attribution.sum())
-        records.append({
-            'option_file': option_file,
-            'network': label,
-            'weights': weights,
-            'diffusion_index': index,
-            'objective_input': result.objective_input,
-            'objective_baseline': result.objective_baseline,
-            'attribution_sum': total,
-            'completeness_relative_error': abs(total - difference) / max(abs(difference), 1e-12),
-            'seconds': seconds,
-        })
-
-    figure = lam.lam_figure(lq[0], box, scales[0], rows)
+    rows, records = zip(*(_attribute(item, args, lq, box) for item in prepared))
+    scale = prepared[0].sr.shape[-1] / lq.shape[-1]
+    figure = lam.lam_figure(lq[0], box, scale, rows)
     for output in (args.output, args.json):
         if output and osp.dirname(output):
             os.makedirs(osp.dirname(output), exist_ok=True)
     figure.savefig(args.output, dpi=80)
     if args.json:
-        import json
-        settings = {
-            'input': args.input,
-            'input_size': list(lq.shape[-2:]),
-            'box': {
-                'top': box.top,
-                'left': box.left,
-                'height': box.height,
-                'width': box.width
-            },
-            'scale': scales[0],
-            'steps': args.steps,
-            'sigma': args.sigma,
-            'batch': args.batch,
-        }
-        with open(args.json, 'w', encoding='utf-8') as file:
-            json.dump({'settings': settings, 'networks': records}, file, indent=2)
+        _write_json(args.json, args, lq, box, scale, list(records))
     print(f'Wrote {args.output}' + (f' and {args.json}' if args.json else '') + ':')
     for record in records:
         print(f"  {record['network']}: DI {record['diffusion_index']:.2f}, completeness error "
