@@ -21,6 +21,7 @@ COMMANDS = (
     'bench',
     'flops',
     'attention',
+    'lam',
     'plot',
     'export',
 )

@@ -22,7 +22,7 @@ def _help(argv, capsys):
 def test_help_explains_commands_and_flags(capsys):
     top = _help(['--help'], capsys)
     assert 'train' in top and 'test' in top and 'torchrun' in top
-    for command in ('attention', 'plot', 'bench', 'convert', 'flops', 'export'):
+    for command in ('attention', 'plot', 'bench', 'convert', 'flops', 'export', 'lam'):
         assert command in top
     bench = _help(['bench', '--help'], capsys)
     for flag in ('--network', '--amp', '--compile', '--image_size', '--tile'):
