@@ -21,6 +21,7 @@ from torch import Tensor
 # caches; 64 MiB on a GPU, so that a group is a few large kernels rather than many small ones.
 LOGITS_PER_GROUP = 1 << 19
 LOGITS_PER_GROUP_CUDA = 1 << 24
+LOG2_E = 1.4426950408889634  # 1 / ln 2
 
 
 def _neighbour_offsets(query: Tensor, key: Tensor) -> Tuple[int, ...]:
@@ -73,18 +74,22 @@ def chunk_attention_forward(query: Tensor, key: Tensor, value: Tensor) -> Tuple[
     in_place = not torch.jit.is_tracing() and not (torch.is_grad_enabled() and any(
         t.requires_grad for t in (query, key, value)))
     output = query.new_empty(num_chunks, batch, chunk, channels) if in_place else None
+    # Logits in base 2 (queries scaled by log2 e): exp2 runs several times faster than exp on CPUs; in base e under a
+    # trace, as ONNX has no base-2 exponential.
+    scale, exponential, logarithm = (1.0, torch.exp_, torch.log) if torch.jit.is_tracing() else (LOG2_E, torch.exp2_,
+                                                                                                  torch.log2)
     outputs, logsumexps = [], []
     for start, stop in chunk_groups(query, len(offsets)):
-        logits = torch.bmm(_rows(query, start, stop), _windows(key, start, stop, offsets).transpose(1, 2))
+        logits = torch.bmm(_rows(query, start, stop) * scale, _windows(key, start, stop, offsets).transpose(1, 2))
         row_max = logits.amax(dim=-1, keepdim=True)  # (G B, s, 1)
-        weights = logits.sub_(row_max).exp_()  # unnormalised: the output rows are divided by their sums once
+        weights = exponential(logits.sub_(row_max))  # unnormalised: the output rows are divided by their sums once
         row_sum = weights.sum(dim=-1, keepdim=True, dtype=stat_dtype)
         values = _windows(value, start, stop, offsets)
         if in_place:
             torch.bmm(weights, values, out=_rows(output, start, stop)).div_(row_sum)
         else:
             outputs.append((torch.bmm(weights, values) / row_sum).to(query.dtype).view(stop - start, batch, chunk, -1))
-        logsumexps.append((row_max.to(stat_dtype) + torch.log(row_sum)).view(stop - start, batch, chunk))
+        logsumexps.append(((row_max.to(stat_dtype) + logarithm(row_sum)) / scale).view(stop - start, batch, chunk))
     return output if in_place else torch.cat(outputs), torch.cat(logsumexps)
 
 
@@ -114,9 +119,9 @@ def chunk_attention_backward(query: Tensor, key: Tensor, value: Tensor, logsumex
     for start, stop in chunk_groups(query, 2 * len(offsets)):  # probabilities and their gradients at once
         queries, grads = _rows(query, start, stop), _rows(grad_out, start, stop)
         keys, values = _windows(key, start, stop, offsets), _windows(value, start, stop, offsets)
-        lse = logsumexp[start:stop].reshape(-1, chunk, 1)
+        lse = logsumexp[start:stop].reshape(-1, chunk, 1) * LOG2_E
         offset = row_offset[start:stop].reshape(-1, chunk, 1)
-        probs = torch.bmm(queries, keys.transpose(1, 2)).sub_(lse).exp_()  # (G B, s, window)
+        probs = torch.bmm(queries * LOG2_E, keys.transpose(1, 2)).sub_(lse).exp2_()  # (G B, s, window), as forward
         grad_logits = torch.bmm(grads, values.transpose(1, 2)).sub_(offset).mul_(probs)
         grad_queries.append(torch.bmm(grad_logits, keys).view(stop - start, batch, chunk, -1))
         grad_keys = torch.bmm(grad_logits.transpose(1, 2), queries).view(stop - start, batch, len(offsets), chunk, -1)
