@@ -2,7 +2,8 @@
 
 Modes (``MODES``): ``attention`` (the default) times ENLCA and NLSA against exact attention and the official formula,
 and the contrastive loss against a full sort (:mod:`basicsr_nlattn.tools.bench`); ``network`` (``--network NAME``)
-times a whole network beside EDSR (:mod:`basicsr_nlattn.tools.bench_network`). A flag of one mode given to another
+times a whole network beside EDSR (:mod:`basicsr_nlattn.tools.bench_network`); ``floor`` (``--floor``) sets the
+attention blocks against their arithmetic floor (:mod:`basicsr_nlattn.tools.bench_floor`). A flag of one mode given to another
 is an error naming it. Adding a mode is one entry in ``MODES``: its selecting flag, its flags with their defaults and
 its run.
 """
@@ -14,7 +15,7 @@ from basicsr_nlattn.utils.errors import OptionError
 
 HELP = ('time and memory of ENLCA against exact attention and the official formula, and of the contrastive loss '
         'against a full sort; with --network, of a whole network beside EDSR (training step, inference, an Urban100 '
-        'image)')
+        'image); with --floor, of the attention blocks against their arithmetic floor')
 
 
 class Flag(NamedTuple):
@@ -40,6 +41,7 @@ class Mode(NamedTuple):
 
 
 def _run_attention(args: argparse.Namespace) -> int:
+    args.num_feat = 64 if args.num_feat is None else args.num_feat
     if any(size < 1 for size in args.sizes + args.eval_sizes) or args.repeats < 1:
         raise OptionError('--sizes, --eval_sizes and --repeats must be >= 1')
     import basicsr_nlattn  # noqa: F401  (compat first, then the archs register)
@@ -58,6 +60,7 @@ def _run_attention(args: argparse.Namespace) -> int:
 
 
 def _run_network(args: argparse.Namespace) -> int:
+    args.num_feat = 64 if args.num_feat is None else args.num_feat
     import basicsr_nlattn  # noqa: F401  (compat first, then the archs register)
     from basicsr_nlattn.tools.bench_network import NetworkBenchSettings, run_network_benchmark
     batch = args.batch if args.batch is not None else 16 if args.device.startswith('cuda') else 2
@@ -118,6 +121,22 @@ NETWORK_FLAGS = [
         nargs=2,
         metavar=('SIZE', 'OVERLAP')),
 ]
+def _run_floor(args: argparse.Namespace) -> int:
+    if args.num_feat is not None:
+        raise OptionError('--num_feat: not read by the floor mode (selected by --floor), whose blocks are fixed: '
+                          'NLSA(64) at 192x256, NLSA(256) and ENLCA(256) at 100x100')
+    if args.repeats < 1 or args.matmul_size < 1:
+        raise OptionError(f'--repeats and --matmul_size must be >= 1, got {args.repeats} and {args.matmul_size}')
+    import basicsr_nlattn  # noqa: F401  (compat first, then the archs register)
+    from basicsr_nlattn.tools.bench_floor import run_floor_benchmark
+    run_floor_benchmark(args.device, args.repeats, args.matmul_size, json_path=args.json)
+    return 0
+
+
+FLOOR_FLAGS = [
+    flag('--floor', False, 'selects this mode', action='store_true'),
+    flag('--matmul_size', 2048, 'side of the square float32 matmul whose rate sets the floor', type=int),
+]
 MODES = [
     Mode(
         'attention', 'attention blocks (the default mode): ENLCA and NLSA against exact attention at each --sizes, '
@@ -128,6 +147,11 @@ MODES = [
         "(whole, tiled, chopped) beside BasicSR's EDSR of the same --num_feat and --num_block (res_scale 0.1); the "
         "defaults are a CPU-sized trunk, the papers' is --num_feat 256 --num_block 32 --batch 16", '--network',
         NETWORK_FLAGS, _run_network),
+    Mode(
+        'floor', 'attention blocks against their arithmetic floor (--floor): NLSA(64) on a 192x256 image, NLSA(256) '
+        'and ENLCA(256) at 100x100 in evaluation: multiply-adds, the matmul rate measured in the same run, the floor '
+        '(their time at that rate), the measured time and the ratio, peak memory, the official formula beside',
+        '--floor', FLOOR_FLAGS, _run_floor),
 ]
 
 
@@ -135,8 +159,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--num_feat',
         type=int,
-        default=64,
-        help='channels: of the attention block input (attention mode), of the trunk (network mode)')
+        default=None,
+        help='channels: of the attention block input (attention mode), of the trunk (network mode). Default: 64')
     parser.add_argument('--device', default='cpu', help='cpu or cuda')
     parser.add_argument('--repeats', type=int, default=3, help='timed passes per row (median)')
     parser.add_argument('--json', metavar='FILE', help='also write the rows as JSON')

@@ -7,6 +7,7 @@ three-chunk windows; the hashing product), elementwise operations (exp, softmax,
 floor is 2 x multiply-adds / the matmul rate; the ratio is the measured time over the floor. Times are medians of
 runs interleaved with the matmul, so that a change of load hits both alike.
 """
+import json
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -14,8 +15,9 @@ from torch import Tensor, nn
 
 from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.archs.attention.nlsa import NLSA
-from basicsr_nlattn.tools.bench import interleaved_medians, official_formula_enlca, peak_memory_bytes
+from basicsr_nlattn.tools.bench import interleaved_medians, machine_name, official_formula_enlca, peak_memory_bytes
 from basicsr_nlattn.tools.flops import count_macs
+from basicsr_nlattn.utils.atomic_write import write_text
 
 MATMUL_SIZE = 2048  # a square float32 product of this size runs near the machine's peak rate
 # (block name, channels, height, width): NLSA(64) on an Urban100 x4 LR image, the 256-channel blocks at 100x100
@@ -132,3 +134,22 @@ def format_floor_table(rows: List[Dict[str, Any]], machine: Optional[str] = None
                      f"| {row['official_ms']:.0f} | {row['official_memory_mb']:.0f} | {row['speedup']:.2f} "
                      f"| {row['relative_difference']:.1e} |")
     return '\n'.join(lines)
+
+
+def run_floor_benchmark(device: str = 'cpu',
+                        repeats: int = 5,
+                        matmul_size: int = MATMUL_SIZE,
+                        json_path: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Print :func:`bench_floor`'s table for :data:`FLOOR_CASES` with how it was measured; write JSON if asked."""
+    machine = machine_name(device)
+    print(f'Machine: {machine}; torch {torch.__version__}; float32. Multiply-adds by mmengine FlopAnalyzer over the '
+          "block's evaluation forward (convolutions, einsum, matmul, bmm; elementwise operations not counted); "
+          f'floor = 2 x multiply-adds / the rate of a {matmul_size}x{matmul_size} float32 matmul measured between the '
+          f"block's runs; median of {repeats}; official: the official block's evaluation steps with the same weights "
+          'and rotations; max diff: the largest |ours - official| over the largest attention term.\n')
+    rows = bench_floor(FLOOR_CASES, device, repeats, matmul_size)
+    print(format_floor_table(rows, machine))
+    if json_path:
+        write_text(json_path, json.dumps({'machine': machine, 'torch': torch.__version__, 'rows': rows}, indent=2))
+        print(f'\nWrote {json_path}')
+    return rows

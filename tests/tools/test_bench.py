@@ -62,7 +62,8 @@ def test_bench_rejects_a_bad_eval_size(capsys):
     (['--network', 'ENLCN', '--sizes', '4'], '--sizes: a flag of the attention mode, not read by the network mode '
      '(selected by --network)'),
     (['--network', 'ENLCN', '--skip_loss'], '--skip_loss: a flag of the attention mode, not read by the network mode'),
-    (['--batch', '2'], '--batch: a flag of the network mode, not read by the attention mode (without --network)'),
+    (['--batch', '2'], '--batch: a flag of the network mode, not read by the attention mode '
+     '(without --network or --floor)'),
     (['--compile', '--sizes', '4'], '--compile: a flag of the network mode, not read by the attention mode'),
 ])
 def test_a_flag_of_another_mode_is_one_line_and_exit_2(capsys, flags, message):

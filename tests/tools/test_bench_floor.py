@@ -1,11 +1,15 @@
 """The floor table: multiply-adds as counted by hand, the floor and ratio arithmetic, and the benchmark's official
 NLSA formula equal to the test oracle."""
+import json
+
 import pytest
 import torch
 from helpers.official_reference import official_nlsa
 
+from basicsr_nlattn import cli
 from basicsr_nlattn.archs.attention import ENLCA, NLSA
 from basicsr_nlattn.archs.attention.nlsa import num_hash_buckets
+from basicsr_nlattn.tools import bench_floor as bench_floor_module
 from basicsr_nlattn.tools.bench_floor import bench_floor, format_floor_table, official_formula_nlsa
 from basicsr_nlattn.tools.flops import count_macs
 
@@ -58,3 +62,26 @@ def test_floor_rows_and_table():
     table = format_floor_table(rows, 'test machine').splitlines()
     assert table[0] == 'Attention blocks against their floor (evaluation, batch 1, test machine)'
     assert len(table) == 4 + len(rows) and table[4].startswith('| NLSA(8) | 1x8x16x20 |')
+
+
+def test_floor_mode_of_basicsr_bench_prints_the_table_and_writes_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench_floor_module, 'FLOOR_CASES', (('NLSA', 8, 16, 20), ('ENLCA', 16, 10, 12)))
+    output = tmp_path / 'floor.json'
+    assert cli.main(['bench', '--floor', '--repeats', '1', '--matmul_size', '64', '--json', str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert 'Attention blocks against their floor' in printed and '| NLSA(8) | 1x8x16x20 |' in printed
+    written = json.loads(output.read_text())
+    assert [row['block'] for row in written['rows']] == ['NLSA(8)', 'ENLCA(16)'] and written['machine']
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--floor', '--num_feat', '32'], '--num_feat: not read by the floor mode'),
+    (['--floor', '--sizes', '48'], '--sizes: a flag of the attention mode, not read by the floor mode'),
+    (['--floor', '--network', 'NLSN'], '--floor: selects the floor mode, --network the network mode; give one'),
+    (['--matmul_size', '512'], '--matmul_size: a flag of the floor mode, not read by the attention mode'),
+    (['--floor', '--repeats', '0'], '--repeats and --matmul_size must be >= 1'),
+])
+def test_floor_mode_refuses_flags_it_does_not_read(argv, message, capsys):
+    assert cli.main(['bench'] + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
