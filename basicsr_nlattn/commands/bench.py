@@ -3,9 +3,9 @@
 Modes (``MODES``): ``attention`` (the default) times ENLCA and NLSA against exact attention and the official formula,
 and the contrastive loss against a full sort (:mod:`basicsr_nlattn.tools.bench`); ``network`` (``--network NAME``)
 times a whole network beside EDSR (:mod:`basicsr_nlattn.tools.bench_network`); ``floor`` (``--floor``) sets the
-attention blocks against their arithmetic floor (:mod:`basicsr_nlattn.tools.bench_floor`). A flag of one mode given to another
-is an error naming it. Adding a mode is one entry in ``MODES``: its selecting flag, its flags with their defaults and
-its run.
+attention blocks against their arithmetic floor (:mod:`basicsr_nlattn.tools.bench_floor`). A flag of one mode
+given to another is an error naming it. Adding a mode is one entry in ``MODES``: its selecting flag, its flags with
+their defaults and its run.
 """
 import argparse
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
@@ -121,6 +121,8 @@ NETWORK_FLAGS = [
         nargs=2,
         metavar=('SIZE', 'OVERLAP')),
 ]
+
+
 def _run_floor(args: argparse.Namespace) -> int:
     if args.num_feat is not None:
         raise OptionError('--num_feat: not read by the floor mode (selected by --floor), whose blocks are fixed: '

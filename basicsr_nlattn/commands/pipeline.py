@@ -58,6 +58,7 @@ def run_pipeline(command: str, args: argparse.Namespace) -> int:
     """
     import basicsr_nlattn  # noqa: F401  (applies compat, registers our archs, losses and models)
     from basicsr_nlattn.utils import load_option_file
+    from basicsr_nlattn.utils.distributed import release_process_group
     load_option_file(args.opt)  # a missing or broken option file is one line before BasicSR reads it
     if command == 'train':
         from basicsr_nlattn.tools.train import train_pipeline as pipeline
@@ -69,4 +70,5 @@ def run_pipeline(command: str, args: argparse.Namespace) -> int:
         pipeline(os.getcwd())
     finally:
         sys.argv = saved_argv
+        release_process_group()
     return 0

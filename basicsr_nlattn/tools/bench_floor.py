@@ -21,8 +21,8 @@ from basicsr_nlattn.utils.atomic_write import write_text
 
 MATMUL_SIZE = 2048  # a square float32 product of this size runs near the machine's peak rate
 # (block name, channels, height, width): NLSA(64) on an Urban100 x4 LR image, the 256-channel blocks at 100x100
-FLOOR_CASES: Tuple[Tuple[str, int, int, int], ...] = (('NLSA', 64, 192, 256), ('NLSA', 256, 100, 100),
-                                                      ('ENLCA', 256, 100, 100))
+FLOOR_CASES: Tuple[Tuple[str, int, int, int],
+                   ...] = (('NLSA', 64, 192, 256), ('NLSA', 256, 100, 100), ('ENLCA', 256, 100, 100))
 
 
 def official_formula_nlsa(block: NLSA, x: Tensor) -> Tensor:

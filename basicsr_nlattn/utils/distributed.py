@@ -30,3 +30,11 @@ def gather_on_all_ranks(value: Any) -> List[Any]:
     gathered: List[Any] = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(gathered, value)
     return gathered
+
+
+def release_process_group() -> None:
+    """Destroy the default process group, if any, before the process exits: a gloo group still alive when the
+    interpreter tears down can abort the process ("terminate called without an active exception") after the run
+    has ended and chosen its exit status."""
+    if is_distributed():
+        torch.distributed.destroy_process_group()

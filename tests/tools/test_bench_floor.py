@@ -42,10 +42,10 @@ def test_official_formula_of_the_benchmark_is_the_oracle():
     block = NLSA(16, res_scale=0.5).double().eval()
     x = torch.randn(2, 16, 20, 23, dtype=torch.float64)
     rotations = block.rotations(4, 20 * 23, x.device, torch.float64)
-    expected = official_nlsa(x, (block.match_conv.weight, block.match_conv.bias),
-                             (block.value_conv.weight, block.value_conv.bias),
-                             res_scale=0.5,
-                             rotations=rotations)
+    expected = official_nlsa(
+        x, (block.match_conv.weight, block.match_conv.bias), (block.value_conv.weight, block.value_conv.bias),
+        res_scale=0.5,
+        rotations=rotations)
     torch.testing.assert_close(official_formula_nlsa(block, x), expected, rtol=1e-12, atol=1e-12)
 
 

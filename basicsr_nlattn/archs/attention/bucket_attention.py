@@ -108,8 +108,7 @@ def combine_rounds(rounds: Iterable[Tuple[Tensor, Tensor]]) -> Tensor:
     return total.div_(norm)
 
 
-def _attend_and_combine(query: Tensor, key: Tensor, value: Tensor, order: Tensor,
-                        chunk: int) -> Tuple[Tensor, Tensor]:
+def _attend_and_combine(query: Tensor, key: Tensor, value: Tensor, order: Tensor, chunk: int) -> Tuple[Tensor, Tensor]:
     """Every round in turn, combined by Eq. 11: the output (b, n, c) and the rounds' logsumexp (b, rounds, n)."""
     logsumexps: List[Tensor] = []
 

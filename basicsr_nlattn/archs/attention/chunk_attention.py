@@ -46,11 +46,17 @@ def _rows(tensor: Tensor, start: int, stop: int) -> Tensor:
     return tensor[start:stop].reshape(-1, tensor.shape[2], tensor.shape[3])
 
 
-def _windows(tensor: Tensor, start: int, stop: int, offsets: Tuple[int, ...]) -> Tensor:
+def _windows(tensor: Tensor, start: int, stop: int, offsets: Tuple[int, ...], overlap: bool = False) -> Tensor:
     """The neighbouring chunks of query chunks [start, stop), (G B, len(offsets) s, d): one copy of a group, which
-    stays in the caches, so that each query row meets its whole window in one product."""
+    stays in the caches, so that each query row meets its whole window in one product. With ``overlap`` and one
+    sequence (B = 1) the windows are overlapping views of the contiguous chunks instead, without a copy (as fast to
+    read for the output product, not for the logits)."""
     if len(offsets) == 1:
         return _rows(tensor, start + offsets[0], stop + offsets[0])
+    if overlap and tensor.shape[1] == 1 and tensor.is_contiguous():
+        chunk, dim = tensor.shape[2], tensor.shape[3]
+        return tensor.as_strided((stop - start, len(offsets) * chunk, dim), (chunk * dim, dim, 1),
+                                 tensor.storage_offset() + start * chunk * dim)
     windows = torch.cat([tensor[start + t:stop + t] for t in offsets], dim=2)  # (G, B, 3 s, d)
     return windows.view(-1, windows.shape[2], windows.shape[3])
 
@@ -71,20 +77,20 @@ def chunk_attention_forward(query: Tensor, key: Tensor, value: Tensor) -> Tuple[
     channels = value.shape[-1]
     stat_dtype = torch.promote_types(query.dtype, torch.float32)
     # Without autograd or a trace, each group's product writes straight into the output (no concatenation).
-    in_place = not torch.jit.is_tracing() and not (torch.is_grad_enabled() and any(
-        t.requires_grad for t in (query, key, value)))
+    in_place = not torch.jit.is_tracing() and not (torch.is_grad_enabled()
+                                                   and any(t.requires_grad for t in (query, key, value)))
     output = query.new_empty(num_chunks, batch, chunk, channels) if in_place else None
     # Logits in base 2 (queries scaled by log2 e): exp2 runs several times faster than exp on CPUs; in base e under a
     # trace, as ONNX has no base-2 exponential.
     scale, exponential, logarithm = (1.0, torch.exp_, torch.log) if torch.jit.is_tracing() else (LOG2_E, torch.exp2_,
-                                                                                                  torch.log2)
+                                                                                                 torch.log2)
     outputs, logsumexps = [], []
     for start, stop in chunk_groups(query, len(offsets)):
         logits = torch.bmm(_rows(query, start, stop) * scale, _windows(key, start, stop, offsets).transpose(1, 2))
         row_max = logits.amax(dim=-1, keepdim=True)  # (G B, s, 1)
         weights = exponential(logits.sub_(row_max))  # unnormalised: the output rows are divided by their sums once
         row_sum = weights.sum(dim=-1, keepdim=True, dtype=stat_dtype)
-        values = _windows(value, start, stop, offsets)
+        values = _windows(value, start, stop, offsets, overlap=in_place)
         if in_place:
             torch.bmm(weights, values, out=_rows(output, start, stop)).div_(row_sum)
         else:

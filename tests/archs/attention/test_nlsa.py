@@ -10,11 +10,13 @@ import torch.nn.functional as F
 from helpers.official_reference import official_nlsa
 from torch.overrides import TorchFunctionMode
 
-from basicsr_nlattn.archs.attention import NLSA, combine_rounds, spherical_hash
+from basicsr_nlattn.archs.attention import NLSA
 from basicsr_nlattn.archs.attention import chunk_attention as chunk_attention_module
+from basicsr_nlattn.archs.attention import combine_rounds
+from basicsr_nlattn.archs.attention import nlsa as nlsa_module
+from basicsr_nlattn.archs.attention import spherical_hash
 from basicsr_nlattn.archs.attention.bucket_attention import sparse_attention
 from basicsr_nlattn.archs.attention.chunk_attention import chunk_attention_forward
-from basicsr_nlattn.archs.attention import nlsa as nlsa_module
 from basicsr_nlattn.archs.attention.nlsa import chunked_order, num_hash_buckets
 
 
@@ -235,11 +237,11 @@ def test_gradients_equal_autograd_through_the_official_block_in_float64(size):
     torch.manual_seed(7)
     ours = torch.autograd.grad(block(x), [x] + list(block.parameters()), upstream)
     torch.manual_seed(7)
-    official_out = official_nlsa(x, (block.match_conv.weight, block.match_conv.bias),
-                                 (block.value_conv.weight, block.value_conv.bias),
-                                 n_hashes=block.n_hashes,
-                                 chunk_size=block.chunk_size,
-                                 res_scale=block.res_scale)
+    official_out = official_nlsa(
+        x, (block.match_conv.weight, block.match_conv.bias), (block.value_conv.weight, block.value_conv.bias),
+        n_hashes=block.n_hashes,
+        chunk_size=block.chunk_size,
+        res_scale=block.res_scale)
     official = torch.autograd.grad(official_out, [x] + _official_parameters(block), upstream)
     for name, mine, theirs in zip(['input', 'match weight', 'match bias', 'value weight', 'value bias'], ours,
                                   official):
