@@ -121,6 +121,53 @@ def bench_floor(cases: Sequence[Tuple[str, int, int, int]] = FLOOR_CASES,
     return rows
 
 
+# One NLSA block's training step at the papers' patch: batch 16, 48x48 LR, 256 channels
+TRAINING_CASE: Tuple[int, int, int, int] = (16, 256, 48, 48)
+
+
+def bench_training_step(case: Tuple[int, int, int, int] = TRAINING_CASE,
+                        device: str = 'cpu',
+                        repeats: int = 3) -> Dict[str, Any]:
+    """Forward + backward of one NLSA block in training against autograd through the official evaluation steps
+    (:func:`official_formula_nlsa`, the same weights and rotations): median time and peak memory of each."""
+    torch.manual_seed(0)
+    target = torch.device(device)
+    batch, channels, height, width = case
+    block = NLSA(channels).to(target).eval()  # eval: the seeded rotations, so that both compute the same thing
+    x = torch.randn(batch, channels, height, width, device=target, requires_grad=True)
+
+    def ours() -> None:
+        with torch.enable_grad():
+            block(x).sum().backward()
+
+    def official() -> None:
+        with torch.enable_grad():
+            official_formula_nlsa(block, x).sum().backward()
+
+    medians = interleaved_medians({'ours': ours, 'official': official}, target, repeats)
+    memory = {name: peak_memory_bytes(run, target) / 2**20 for name, run in (('ours', ours), ('official', official))}
+    return {
+        'block': f'NLSA({channels})',
+        'input': f'{batch}x{channels}x{height}x{width}',
+        'ms': medians['ours'] * 1e3,
+        'memory_mb': memory['ours'],
+        'official_ms': medians['official'] * 1e3,
+        'official_memory_mb': memory['official'],
+        'memory_ratio': memory['official'] / memory['ours'],
+    }
+
+
+def format_training_table(row: Dict[str, Any]) -> str:
+    """Markdown table of :func:`bench_training_step`'s row."""
+    return '\n'.join([
+        'One NLSA block, training step (forward + backward), ours against autograd through the official formula', '',
+        '| block | input | ms | peak MB | official ms | official MB | official / ours memory |',
+        '|---|---|---|---|---|---|---|',
+        f"| {row['block']} | {row['input']} | {row['ms']:.0f} | {row['memory_mb']:.0f} | {row['official_ms']:.0f} "
+        f"| {row['official_memory_mb']:.0f} | {row['memory_ratio']:.1f} |"
+    ])
+
+
 def format_floor_table(rows: List[Dict[str, Any]], machine: Optional[str] = None) -> str:
     """Markdown table of :func:`bench_floor`'s rows."""
     lines = [
@@ -140,7 +187,8 @@ def run_floor_benchmark(device: str = 'cpu',
                         repeats: int = 5,
                         matmul_size: int = MATMUL_SIZE,
                         json_path: Optional[str] = None) -> List[Dict[str, Any]]:
-    """Print :func:`bench_floor`'s table for :data:`FLOOR_CASES` with how it was measured; write JSON if asked."""
+    """Print :func:`bench_floor`'s table for :data:`FLOOR_CASES` with how it was measured, then
+    :func:`bench_training_step` at :data:`TRAINING_CASE`; write JSON if asked."""
     machine = machine_name(device)
     print(f'Machine: {machine}; torch {torch.__version__}; float32. Multiply-adds by mmengine FlopAnalyzer over the '
           "block's evaluation forward (convolutions, einsum, matmul, bmm; elementwise operations not counted); "
@@ -149,7 +197,10 @@ def run_floor_benchmark(device: str = 'cpu',
           'and rotations; max diff: the largest |ours - official| over the largest attention term.\n')
     rows = bench_floor(FLOOR_CASES, device, repeats, matmul_size)
     print(format_floor_table(rows, machine))
+    training = bench_training_step(TRAINING_CASE, device, repeats)
+    print('\n' + format_training_table(training))
     if json_path:
-        write_text(json_path, json.dumps({'machine': machine, 'torch': torch.__version__, 'rows': rows}, indent=2))
+        results = {'machine': machine, 'torch': torch.__version__, 'rows': rows, 'training_step': training}
+        write_text(json_path, json.dumps(results, indent=2))
         print(f'\nWrote {json_path}')
     return rows

@@ -66,12 +66,14 @@ def test_floor_rows_and_table():
 
 def test_floor_mode_of_basicsr_bench_prints_the_table_and_writes_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench_floor_module, 'FLOOR_CASES', (('NLSA', 8, 16, 20), ('ENLCA', 16, 10, 12)))
+    monkeypatch.setattr(bench_floor_module, 'TRAINING_CASE', (2, 8, 16, 20))
     output = tmp_path / 'floor.json'
     assert cli.main(['bench', '--floor', '--repeats', '1', '--matmul_size', '64', '--json', str(output)]) == 0
     printed = capsys.readouterr().out
     assert 'Attention blocks against their floor' in printed and '| NLSA(8) | 1x8x16x20 |' in printed
     written = json.loads(output.read_text())
     assert [row['block'] for row in written['rows']] == ['NLSA(8)', 'ENLCA(16)'] and written['machine']
+    assert '| NLSA(8) | 2x8x16x20 |' in printed and written['training_step']['input'] == '2x8x16x20'
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -85,3 +87,14 @@ def test_floor_mode_refuses_flags_it_does_not_read(argv, message, capsys):
     assert cli.main(['bench'] + argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_official_formula_trains_to_the_gradients_of_the_block():
+    """The training row compares like with like: the benchmark's official formula and the block give the same
+    input gradient (eval rotations, float64)."""
+    torch.manual_seed(0)
+    block = NLSA(8, chunk_size=16).double().eval()
+    x = torch.randn(2, 8, 9, 10, dtype=torch.float64, requires_grad=True)
+    ours = torch.autograd.grad(block(x).square().sum(), x)[0]
+    theirs = torch.autograd.grad(official_formula_nlsa(block, x).square().sum(), x)[0]
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
