@@ -141,12 +141,12 @@ class SparseAttention(torch.autograd.Function):
         weights = torch.softmax(logsumexps, dim=1)  # (b, r, n), w_r of Eq. 11
         projected = (grad_out * out).sum(dim=-1)  # (b, n), g . out
         grads = [torch.zeros(b * n, t.shape[-1], dtype=out.dtype, device=t.device) for t in (query, key, value)]
+        # the padded tail's queries were dropped: their gradients are zero
+        kept = (torch.arange(order.shape[-1], device=order.device) < n).expand(b, -1)
+        kept = kept.reshape(b, -1, ctx.chunk).transpose(0, 1).unsqueeze(-1)  # (k, b, s, 1), sorted positions
         for round_index in range(order.shape[1]):
             round_order = order[:, round_index:round_index + 1]
             rows, own_rows = _sorted_rows(round_order, n, ctx.chunk)
-            # the padded tail's queries were dropped: their gradients are zero
-            kept = (torch.arange(order.shape[-1], device=order.device) < n).expand(b, -1)
-            kept = kept.reshape(b, -1, ctx.chunk).transpose(0, 1).unsqueeze(-1)  # (k, b, s, 1)
             weight = weights[:, round_index].unsqueeze(-1)  # (b, n, 1)
             grad_round = _gather_rows(weight * grad_out, own_rows).mul_(kept).to(query.dtype)
             row_offset = _gather_rows(weight * projected.unsqueeze(-1), own_rows).mul_(kept).squeeze(-1)
