@@ -139,6 +139,8 @@ def _attribute(item: _Prepared, args: argparse.Namespace, lq, box):
 
 def _write_json(path: str, args: argparse.Namespace, lq, box, scale: float, records: List[Dict[str, Any]]) -> None:
     import json
+
+    from basicsr_nlattn.utils.atomic_write import write_text
     settings = {
         'input': args.input,
         'input_size': list(lq.shape[-2:]),
@@ -148,8 +150,7 @@ def _write_json(path: str, args: argparse.Namespace, lq, box, scale: float, reco
         'sigma': args.sigma,
         'batch': args.batch,
     }
-    with open(path, 'w', encoding='utf-8') as file:
-        json.dump({'settings': settings, 'networks': records}, file, indent=2)
+    write_text(path, json.dumps({'settings': settings, 'networks': records}, indent=2))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     # The package is imported (compat applied, archs registered) before any of its modules, this one included.
     from basicsr_nlattn.tools import lam
     from basicsr_nlattn.tools.attention_maps import read_rgb
+    from basicsr_nlattn.utils.atomic_write import save_figure
     _check_flags(args)
     lq = read_rgb(args.input)
     box = lam.Box(*args.box)
@@ -171,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     for output in (args.output, args.json):
         if output and osp.dirname(output):
             os.makedirs(osp.dirname(output), exist_ok=True)
-    figure.savefig(args.output, dpi=80)
+    save_figure(figure, args.output, dpi=80)
     if args.json:
         _write_json(args.json, args, lq, box, scale, list(records))
     print(f'Wrote {args.output}' + (f' and {args.json}' if args.json else '') + ':')
