@@ -1,4 +1,4 @@
-"""Fixes that basicsr 1.4.2 needs on today's torch, torchvision and CPU-only machines.
+"""Fixes that basicsr 1.4.2 needs on today's torch, torchvision and CPU-only machines, and for runs of days.
 
 Every fix is applied once, on ``import basicsr_nlattn``, and only where the installed versions need it. Each one is
 covered by a test in ``tests/test_compat.py`` that fails without it. basicsr 1.4.2 is the last release (sdist only),
@@ -17,6 +17,12 @@ CPU or under another experiment root, is :mod:`basicsr_nlattn.training.resume`'s
 4. ``BaseModel.model_to_device`` passes ``device_ids=[torch.cuda.current_device()]`` to DDP; a CPU module takes none.
 5. ``SRModel.dist_validation`` validates on rank 0 only with the DDP-wrapped net: a DDP forward broadcasts buffers
    (a collective), which then pairs with another rank's training collectives. We validate with the bare network.
+6. ``BaseModel.save_network`` / ``save_training_state`` write with plain ``torch.save`` to the final name (a kill
+   leaves a truncated file), log a warning and train on when a write fails, and keep neither RNG states nor the
+   data position. BaseModel gets the methods of
+   :class:`~basicsr_nlattn.utils.training_state.AtomicCheckpointsMixin` (atomic files, ``CheckpointWriteError``,
+   the loop's ``training_state_extras``), so ``SRModel``, ``SRGANModel``, ``ESRGANModel`` and any subclass save as
+   our models do; BasicSR's ``resume_training`` reads the file as before.
 """
 import contextlib
 import functools
@@ -185,6 +191,17 @@ def patch_dist_validation() -> bool:
     return True
 
 
+@_once('atomic_checkpoints')
+def patch_checkpoint_saves() -> bool:
+    """Fix 6: BasicSR's models save through AtomicCheckpointsMixin's methods (the same functions, not copies)."""
+    from basicsr.models.base_model import BaseModel
+
+    from basicsr_nlattn.utils.training_state import AtomicCheckpointsMixin
+    for name in AtomicCheckpointsMixin.CHECKPOINT_ATTRIBUTES:
+        setattr(BaseModel, name, AtomicCheckpointsMixin.__dict__[name])
+    return True
+
+
 def apply() -> Dict[str, bool]:
     """Apply every fix (idempotent). Returns, per fix, whether it changed anything in this process."""
     provide_functional_tensor_module()
@@ -192,4 +209,5 @@ def apply() -> Dict[str, bool]:
     patch_init_dist_pytorch()
     patch_model_to_device()
     patch_dist_validation()
+    patch_checkpoint_saves()
     return dict(_APPLIED)

@@ -22,7 +22,6 @@ from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.archs.attention.recording import recording_blocks
 from basicsr_nlattn.models.nonfinite import NonFiniteGuard, parse_nonfinite
 from basicsr_nlattn.models.tiled_inference import TiledInferenceMixin, autocast_to, parse_amp
-from basicsr_nlattn.models.training_state import AtomicCheckpointsMixin
 from basicsr_nlattn.utils.errors import OptionError
 
 
@@ -142,7 +141,7 @@ def bare_network(net: nn.Module) -> nn.Module:
 
 
 @MODEL_REGISTRY.register()
-class ContrastiveSRModel(AtomicCheckpointsMixin, TiledInferenceMixin, SRModel):
+class ContrastiveSRModel(TiledInferenceMixin, SRModel):
     """SRModel with the contrastive-feature protocol, scheduled random-feature redraws and tiled inference.
 
     Each iteration redraws the random features, sets the blocks' recording, runs one forward, adds the contrastive
@@ -151,7 +150,8 @@ class ContrastiveSRModel(AtomicCheckpointsMixin, TiledInferenceMixin, SRModel):
     records, logging. Option keys beyond SRModel's, each documented in ``docs/training.md``: ``train.contrastive_opt``
     (losses with ``block_type`` and ``start_iter``), ``train.grad_clip``, ``train.amp``, ``train.compile``,
     ``train.accumulate``, ``train.channels_last``, ``train.nonfinite``, ``val.tile`` and ``val.amp``. ``num_gpu > 1``
-    without a launcher (DataParallel) is refused: replicas do not pass the blocks' records back.
+    without a launcher (DataParallel) is refused: replicas do not pass the blocks' records back. Checkpoints are
+    BaseModel's atomic ones (``compat`` fix 6), with the fp16 GradScalers of ``_grad_scalers`` in the training state.
     """
 
     accumulates_gradients = True  # train.accumulate > 1 supported
@@ -248,7 +248,8 @@ class ContrastiveSRModel(AtomicCheckpointsMixin, TiledInferenceMixin, SRModel):
         return True
 
     def _grad_scalers(self) -> Dict[str, torch.amp.GradScaler]:
-        """The GradScaler of each optimizer, by network label (``g``; a subclass adds its own)."""
+        """The GradScaler of each optimizer, by network label (``g``; a subclass adds its own): saved in the
+        training state under ``grad_scalers`` (:class:`~basicsr_nlattn.utils.training_state.AtomicCheckpointsMixin`)."""
         return {} if self.scaler_g is None else {'g': self.scaler_g}
 
     def resume_training(self, resume_state: Dict[str, Any]) -> None:

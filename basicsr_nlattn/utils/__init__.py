@@ -3,7 +3,9 @@
 ``errors`` (OptionError, the one type for bad options; RunStopped, a run ended with a one-line reason),
 ``option_file`` (reading an option file as BasicSR does), ``image_files`` (bicubic LR images and PNGs written whole,
 for the data scripts), ``checkpoint_files`` (atomic saves, and the network weights of a checkpoint for export and
-inference), and for long runs ``rng_states``, ``stop_signals`` and ``distributed`` (agreements between ranks).
+inference), and for long runs ``training_state`` (the models' atomic checkpoints and exact-resume state, installed
+on BasicSR's BaseModel by ``compat``), ``rng_states``, ``stop_signals`` and ``distributed`` (agreements between
+ranks).
 """
 from basicsr_nlattn.utils.errors import OptionError, RunStopped, as_option_errors
 from basicsr_nlattn.utils.image_files import bicubic_downscale, write_png

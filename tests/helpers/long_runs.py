@@ -46,8 +46,9 @@ def long_run_option(kind: str,
                     total_iter: int,
                     save_freq: int,
                     workers: int = 0) -> Dict[str, Any]:
-    """A tiny run of ``kind`` (ENLCN with its contrastive loss and redraws, NLSN, or PCL: EDSR with a Haar D)
-    under ``experiments_root``, data read from ``demo_data_root`` whatever the working directory."""
+    """A tiny run of ``kind`` under ``experiments_root``, data read from ``demo_data_root`` whatever the working
+    directory: ENLCN with its contrastive loss and redraws, NLSN, PCL (EDSR with a Haar D), or BasicSR's own models,
+    SRModel (EDSR with EMA) and ESRGAN (ESRGANModel: EDSR, pixel and GAN losses, a U-Net D)."""
     opt = tiny_demo_option(
         name,
         total_iter=total_iter,
@@ -60,7 +61,7 @@ def long_run_option(kind: str,
             opt['datasets'][phase][key] = osp.join(demo_data_root, opt['datasets'][phase][key])
     opt['datasets']['train'].update(
         batch_size_per_gpu=2, gt_size=32, dataset_enlarge_ratio=1, num_worker_per_gpu=workers)
-    network = 'EDSR' if kind == 'PCL' else kind
+    network = kind if kind in NETWORKS else 'EDSR'
     opt['network_g'] = {'num_in_ch': 3, 'num_out_ch': 3, 'upscale': 4, **NETWORKS[network]}
     if kind == 'ENLCN':
         opt['train']['contrastive_opt']['start_iter'] = 2
@@ -70,6 +71,24 @@ def long_run_option(kind: str,
         opt['model_type'] = 'PCLModel'
         opt['network_d'] = {'type': 'HaarDiscriminator', 'num_feat': 8, 'num_stages': 4}
         opt['train'].update(optim_d={'type': 'Adam', 'lr': 1e-4}, pcl_opt={'num_pos': 2, 'num_neg': 2})
+    if kind == 'SRModel':
+        opt['model_type'] = 'SRModel'
+        opt['train']['ema_decay'] = 0.5
+    if kind == 'ESRGAN':
+        opt['model_type'] = 'ESRGANModel'
+        opt['network_d'] = {'type': 'UNetDiscriminatorSN_basicsr', 'num_in_ch': 3, 'num_feat': 8}
+        opt['train'].update(
+            optim_d={
+                'type': 'Adam',
+                'lr': 1e-4
+            },
+            gan_opt={
+                'type': 'GANLoss',
+                'gan_type': 'vanilla',
+                'loss_weight': 5e-3
+            },
+            net_d_iters=1,
+            net_d_init_iters=0)
     return opt
 
 
@@ -78,13 +97,26 @@ def write_long_run(opt: Dict[str, Any], folder: str, filename: str) -> str:
     return write_option(opt, folder, filename)
 
 
-def final_weights(experiments_root: str, labels: List[str]) -> Dict[str, torch.Tensor]:
-    """The parameters of ``models/<label>_latest.pth`` for each label, keyed ``label/name``."""
+def final_weights(experiments_root: str, labels: List[str], iteration: str = 'latest') -> Dict[str, torch.Tensor]:
+    """The networks of ``models/<label>_<iteration>.pth`` for each label, every entry of the file (``params``, and
+    ``params_ema`` with EMA), keyed ``label/entry/name``."""
     weights = {}
     for label in labels:
-        saved = torch.load(osp.join(experiments_root, 'models', f'{label}_latest.pth'), weights_only=True)
-        weights.update({f'{label}/{name}': value for name, value in saved['params'].items()})
+        saved = torch.load(osp.join(experiments_root, 'models', f'{label}_{iteration}.pth'), weights_only=True)
+        for entry, params in saved.items():
+            weights.update({f'{label}/{entry}/{name}': value for name, value in params.items()})
     return weights
+
+
+def least_change(before: Dict[str, torch.Tensor], after: Dict[str, torch.Tensor]) -> float:
+    """The smallest, over the networks (``label/entry``), of the largest change of a weight of that network."""
+    assert sorted(before) == sorted(after)
+    changes: Dict[str, float] = {}
+    for name in before:
+        network = name.rsplit('/', 1)[0]
+        change = (before[name].double() - after[name].double()).abs().max().item()
+        changes[network] = max(changes.get(network, 0.0), change)
+    return min(changes.values())
 
 
 def max_difference(first: Dict[str, torch.Tensor], second: Dict[str, torch.Tensor]) -> float:

@@ -4,6 +4,9 @@ BasicSR's ``save_network`` / ``save_training_state`` write with plain ``torch.sa
 full disk leaves a truncated file that ``--auto_resume`` then picks) and, when a write fails three times, log a
 warning and train on. Here every file is written by :func:`atomic_torch_save` and a failed write raises
 :class:`CheckpointWriteError`, which ``basicsr train`` reports in one line naming the path.
+
+:mod:`basicsr_nlattn.compat` (fix 6) installs these methods on BasicSR's ``BaseModel``, so every model that
+``basicsr train`` runs (``SRModel``, ``SRGANModel``, ``ESRGANModel``, ours and any subclass) saves this way.
 """
 import os
 from typing import Any, Dict, List, Union
@@ -16,17 +19,22 @@ from basicsr_nlattn.utils.checkpoint_files import atomic_torch_save
 
 
 class AtomicCheckpointsMixin:
-    """For a BasicSR model: atomic ``save_network`` and ``save_training_state``.
+    """For a BasicSR model: atomic ``save_network`` and ``save_training_state`` (installed on ``BaseModel``).
 
     The training state holds BasicSR's keys (``epoch``, ``iter``, ``optimizers``, ``schedulers``), the GradScalers
-    of ``_grad_scalers()`` under ``grad_scalers`` (when there are any) and the entries of ``training_state_extras``
-    (a dict the training loop fills before each save: RNG states and the data position). BasicSR's own
-    ``resume_training`` reads only its keys, so the file resumes with plain BasicSR too.
+    of ``_grad_scalers()`` under ``grad_scalers`` (only where a model has some: a subclass overrides it) and the
+    entries of ``training_state_extras`` (a dict the training loop fills before each save: RNG states and the data
+    position). BasicSR's own ``resume_training`` reads only its keys, so the file resumes with plain BasicSR too.
     """
+
+    # What basicsr_nlattn.compat installs on BasicSR's BaseModel.
+    CHECKPOINT_ATTRIBUTES = ('training_state_extras', '_grad_scalers', 'save_network', 'training_state',
+                             'save_training_state')
 
     training_state_extras: Dict[str, Any] = {}
 
     def _grad_scalers(self) -> Dict[str, torch.amp.GradScaler]:
+        """The GradScalers to save, by network label: none (BasicSR's models train without one)."""
         return {}
 
     @master_only
