@@ -35,7 +35,7 @@ setup(
     ],
     # export: basicsr export and basicsr infer --onnx (torch.onnx's TorchScript exporter needs nothing more)
     extras_require={
-        'test': ['pytest>=7'],
+        'test': ['pytest>=7', 'pytest-xdist'],
         'export': ['onnx', 'onnxruntime']
     },
     entry_points={'console_scripts': ['basicsr = basicsr_nlattn.cli:main']},

@@ -1,6 +1,5 @@
 """Running the real ``basicsr`` command and ``torchrun`` from the tests, and checking that they succeeded."""
 import os
-import socket
 import subprocess
 import sys
 from os import path as osp
@@ -28,17 +27,10 @@ def run_basicsr(args: List[str], cwd: str, timeout: float = 600) -> subprocess.C
         basicsr_command() + args, cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def _torchrun(nproc: int) -> List[str]:
-    return [
-        osp.join(BIN_DIR, 'torchrun'), f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1',
-        f'--master_port={free_port()}'
-    ]
+    # --standalone: the rendezvous store binds port 0 and the workers use that store, so no port is chosen
+    # beforehand (a port read from a closed socket can be taken by another process before torchrun binds it).
+    return [osp.join(BIN_DIR, 'torchrun'), '--standalone', f'--nproc_per_node={nproc}']
 
 
 def torchrun_command(nproc: int, module: str, args: List[str]) -> List[str]:
@@ -52,11 +44,12 @@ def torchrun_script_command(nproc: int, script: str, args: List[str]) -> List[st
 
 def dist_train_env() -> Dict[str, str]:
     """The environment of a one-node ``scripts/dist_train.sh`` run: no launch variables inherited, the venv's
-    torchrun, a free master port."""
+    torchrun, and the script's rendezvous at ``127.0.0.1:0`` (torchrun's store binds a free port itself: no port
+    chosen beforehand, which another process could take first)."""
     env = subprocess_env()
-    for key in ('NNODES', 'NODE_RANK', 'MASTER_ADDR', 'RDZV_ENDPOINT', 'RDZV_ID'):
+    for key in ('NNODES', 'NODE_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'RDZV_ENDPOINT', 'RDZV_ID'):
         env.pop(key, None)
-    env.update(TORCHRUN=osp.join(BIN_DIR, 'torchrun'), MASTER_PORT=str(free_port()))
+    env.update(TORCHRUN=osp.join(BIN_DIR, 'torchrun'), RDZV_ENDPOINT='127.0.0.1:0')
     return env
 
 

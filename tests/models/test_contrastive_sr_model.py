@@ -153,10 +153,11 @@ def test_bad_contrastive_opt(contrastive_opt, network_g, match):
         ContrastiveSRModel(model_options(contrastive_opt, network_g))
 
 
-def _ddp_worker(rank, world_size, port, result_dir):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
+def _ddp_worker(rank, world_size, result_dir):
     torch.set_num_threads(1)
-    dist.init_process_group('gloo', rank=rank, world_size=world_size)
+    # a file store: no port to choose, so no other process can take it first
+    store = f"file://{os.path.join(result_dir, 'rendezvous')}"
+    dist.init_process_group('gloo', init_method=store, rank=rank, world_size=world_size)
     torch.manual_seed(100 + rank)  # BasicSR seeds every rank differently (seed + rank)
     opt = model_options(CONTRAST)
     opt.update(dist=True, rank=rank, world_size=world_size)
@@ -169,8 +170,7 @@ def _ddp_worker(rank, world_size, port, result_dir):
 
 
 def test_two_ddp_ranks_keep_identical_random_features_and_weights(tmp_path):
-    from helpers.runs import free_port
-    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     rank0, rank1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True) for r in (0, 1))
     features = [name for name in rank0 if name.endswith('random_features')]
     assert len(features) == 3
