@@ -5,19 +5,23 @@ checkpoints, validation) with what a run of days on a shared cluster needs.
 - Exact resume: each training state holds the RNG states of every rank and the data position; the sampler
   continues the interrupted epoch, each sample's augmentation has its own seed (:mod:`basicsr_nlattn.data`), and
   validation leaves the training generators as it found them.
-- Preemption: SIGTERM, SIGINT or SIGUSR1 stop the run after the current optimizer step, on all ranks (one
-  collective per step in a distributed run); the training state and models of that iteration are saved, exit 75.
+- Preemption (:mod:`.preemption`): SIGTERM, SIGINT or SIGUSR1 stop the run after the current optimizer step, on
+  all ranks (one collective per step in a distributed run); the training state and models of that iteration are
+  saved, exit 75. During the start-up the run stops between phases without writing a state; after the last
+  iteration the latest model's save completes, and the final validation is left to ``--auto_resume``.
+- Temporary files of saves that a SIGKILL interrupted are removed when the next run starts (rank 0), before a
+  fresh start archives the folder.
 - Faults: an unreadable sample, a failed save or too many non-finite updates end the run with one line
   (:class:`RunStopped`), the files already written intact.
 - ``logger.keep_states: N`` keeps the N newest training states.
 """
+import contextlib
 import datetime
 import logging
 import math
-import signal
 import time
 from os import path as osp
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from basicsr.data import build_dataloader, build_dataset
@@ -30,10 +34,13 @@ from basicsr.utils.options import copy_opt_file, dict2str
 from basicsr_nlattn.data import (BAD_SAMPLE_KEY, DataFault, ResumableSampler, ResumableSamples, data_fault_line,
                                  parse_skip_bad)
 from basicsr_nlattn.models.nonfinite import NonFiniteStop
+from basicsr_nlattn.training.preemption import (StoppableLoader, ValidationStopped, agreed_signal,
+                                                stop_if_requested_while_starting, stopped_after_the_end)
 from basicsr_nlattn.training.resume import (choose_resume_state, load_training_state, parse_keep_states,
                                             prune_training_states)
+from basicsr_nlattn.utils.atomic_write import remove_temporaries
 from basicsr_nlattn.utils.checkpoint_files import CheckpointWriteError
-from basicsr_nlattn.utils.distributed import gather_on_all_ranks, max_over_ranks
+from basicsr_nlattn.utils.distributed import gather_on_all_ranks
 from basicsr_nlattn.utils.errors import RunStopped
 from basicsr_nlattn.utils.rng_states import capture_rng_states, preserved_rng_states, restore_rng_states
 from basicsr_nlattn.utils.stop_signals import PREEMPTED_EXIT_CODE, StopRequest
@@ -136,29 +143,42 @@ def _shut_down_workers(prefetcher: Any) -> None:
         shutdown()
 
 
+@contextlib.contextmanager
+def _workers_shut_down_at_the_end(prefetcher: Any) -> Iterator[None]:
+    """:func:`_shut_down_workers` when the block ends, by an exception or not."""
+    try:
+        yield
+    finally:
+        _shut_down_workers(prefetcher)
+
+
 def _at_step_boundary(model: Any, current_iter: int) -> bool:
     """Whether ``current_iter`` ends an optimizer step (``train.accumulate``): only there is a state whole."""
     return current_iter % getattr(model, 'accumulate', 1) == 0
 
 
 class TrainingRun:
-    """One run of the loop: the model, its data, the saving and the stopping."""
+    """One run of the loop: the model, its data, the saving and the stopping (``stop``: the run's stop request)."""
 
     def __init__(self, opt: Dict[str, Any], model: Any, data: TrainData, val_loaders: List[Any], logger: logging.Logger,
-                 tb_logger: Any) -> None:
+                 tb_logger: Any, stop: StopRequest) -> None:
         self.opt, self.model, self.data, self.val_loaders = opt, model, data, val_loaders
-        self.logger, self.tb_logger = logger, tb_logger
+        self.logger, self.tb_logger, self.stop = logger, tb_logger, stop
         self.keep_states = parse_keep_states(opt['logger'].get('keep_states'))
         self.device = getattr(model, 'device', torch.device('cpu'))
         self.first_save_logged = False
         self.pending_rng: Optional[Dict[str, Any]] = None
         self.epoch_samples = 0  # this rank's samples of the current epoch used so far
+        self.last_saved = 0  # the iteration of the newest training state on disk (resumed from or saved)
+        # (epoch, training state extras) at the last iteration, when no state was saved there
+        self.end_state: Optional[Tuple[int, Dict[str, Any]]] = None
 
     def resume(self, state: Dict[str, Any]) -> Tuple[int, int]:
         """Optimizers, schedulers (and scalers) from ``state``; the data position and RNG states when it has them
         and they fit this run. Returns (epoch, iteration)."""
         self.model.resume_training(state)
         epoch, current_iter = state['epoch'], state['iter']
+        self.last_saved = current_iter
         self.logger.info(f'Resuming training from epoch: {epoch}, iter: {current_iter}.')
         position = state.get('data_position')
         if position is not None and {k: position.get(k) for k in self.data.position_key} == self.data.position_key:
@@ -176,19 +196,25 @@ class TrainingRun:
                                 'continue from the seed')
         return epoch, current_iter
 
-    def save(self, epoch: int, current_iter: int) -> None:
-        """Models and a training state (with RNG states of all ranks and the data position); then
-        ``logger.keep_states``. Raises RunStopped (one line) when a file cannot be written."""
-        self.model.training_state_extras = {
+    def state_extras(self, epoch: int) -> Dict[str, Any]:
+        """What a training state holds beside BasicSR's keys: the RNG states of all ranks (a collective) and the
+        data position."""
+        return {
             'rng_states': gather_on_all_ranks(capture_rng_states()),
             'data_position': dict(self.data.position_key, epoch=epoch, samples=self.epoch_samples),
         }
+
+    def save(self, epoch: int, current_iter: int, extras: Optional[Dict[str, Any]] = None) -> None:
+        """Models and a training state (with ``extras``, by default :meth:`state_extras` now); then
+        ``logger.keep_states``. Raises RunStopped (one line) when a file cannot be written."""
+        self.model.training_state_extras = self.state_extras(epoch) if extras is None else extras
         self.logger.info('Saving models and training states.')
         try:
             self.model.save(epoch, current_iter)
         except CheckpointWriteError as error:
             self.logger.error(f'{error}; the previous checkpoints are intact')
             raise RunStopped(f'{error}; the previous checkpoints are intact', FAULT_EXIT_CODE) from error
+        self.last_saved = current_iter
         if self.opt['rank'] != 0:
             return
         folder = self.opt['path']['training_states']
@@ -205,41 +231,64 @@ class TrainingRun:
         if deleted:
             self.logger.info(f"logger.keep_states: deleted {', '.join(osp.basename(p) for p in deleted)}")
 
-    def validate(self, current_iter: int) -> None:
+    def validate(self, current_iter: int, stoppable: bool = False) -> None:
+        """Each validation set (BasicSR's ``model.validation``); ``stoppable``: raise ValidationStopped before the
+        next image once a stop signal is recorded."""
         if len(self.val_loaders) > 1:
             self.logger.warning('Multiple validation datasets are *only* supported by SRModel.')
         with preserved_rng_states():  # the loaders draw a seed; training continues as if validation had not run
             for loader in self.val_loaders:
+                loader = StoppableLoader(loader, self.stop) if stoppable else loader
                 self.model.validation(loader, current_iter, self.tb_logger, self.opt['val']['save_img'])
 
-    def _stop_agreed(self, stop: StopRequest, current_iter: int) -> Optional[str]:
-        """The stop signal the ranks agree on at a step boundary (the highest-numbered one any rank received, so
-        that every rank names the same signal whenever each received it), or None."""
+    def _stop_agreed(self, current_iter: int) -> Optional[str]:
+        """The stop signal the ranks agree on at a step boundary, or None."""
         if not _at_step_boundary(self.model, current_iter):
             return None
-        agreed = max_over_ranks([stop.signal_number], self.device)[0]
-        return signal.Signals(agreed).name if agreed else None
+        return agreed_signal(self.stop, self.device)
 
     def train(self, start_epoch: int, current_iter: int) -> None:
         """Iterations from ``current_iter`` + 1 to ``train.total_iter``, then the latest model and a last
         validation (BasicSR's order); raises RunStopped when the run stops early."""
-        msg_logger = MessageLogger(self.opt, current_iter, self.tb_logger)
-        prefetcher = _prefetcher(self.opt, self.data.loader, self.logger)
-        self.logger.info(f'Start training from epoch: {start_epoch}, iter: {current_iter}')
-        start_time = time.time()
-        try:
+        if current_iter >= self.data.total_iters:  # resumed from a state of the last iteration
+            self.logger.info(f'No iteration left: the training state is of iter {current_iter}, train.total_iter '
+                             f'{self.data.total_iters}.')
+            current_iter += 1  # as BasicSR's loop leaves its counter
+        else:
+            msg_logger = MessageLogger(self.opt, current_iter, self.tb_logger)
+            prefetcher = _prefetcher(self.opt, self.data.loader, self.logger)
+            self.logger.info(f'Start training from epoch: {start_epoch}, iter: {current_iter}')
+            start_time = time.time()
             current_iter = self._iterate(prefetcher, msg_logger, start_epoch, current_iter)
-        finally:
-            _shut_down_workers(prefetcher)
-        consumed = str(datetime.timedelta(seconds=int(time.time() - start_time)))
-        self.logger.info(f'End of training. Time consumed: {consumed}')
+            consumed = str(datetime.timedelta(seconds=int(time.time() - start_time)))
+            self.logger.info(f'End of training. Time consumed: {consumed}')
+        self._finish(current_iter)
+
+    def _finish(self, current_iter: int) -> None:
+        """The latest model (its save completes whatever signal arrives), then the final validation, left with
+        exit 75 when a stop signal arrived before it or arrives during it (:mod:`.preemption`)."""
         self.logger.info('Save the latest model.')
         try:
             self.model.save(epoch=-1, current_iter=-1)
         except CheckpointWriteError as error:
             raise RunStopped(f'{error}; the previous checkpoints are intact', FAULT_EXIT_CODE) from error
-        if self.opt.get('val') is not None:
-            self.validate(current_iter)
+        if self.opt.get('val') is None:
+            if self.stop.requested:
+                self.logger.info(f'{self.stop.signal_name} received after the last iteration: the run had finished')
+            return
+        signal_name = agreed_signal(self.stop, self.device)
+        if signal_name is None:
+            try:
+                self.validate(current_iter, stoppable=True)
+                return
+            except ValidationStopped:  # rank 0 alone, in a distributed run: the others do not validate
+                signal_name = self.stop.signal_name
+        if self.end_state is not None:  # else a state of the last iteration is on disk: saved, or resumed from
+            epoch, extras = self.end_state
+            self.save(epoch, self.data.total_iters, extras)
+        stopped = stopped_after_the_end(signal_name, self.last_saved)
+        self.logger.warning(str(stopped))
+        raise stopped
 
     def _iterate(self, prefetcher: Any, msg_logger: MessageLogger, start_epoch: int, current_iter: int) -> int:
         """BasicSR's epochs and iterations with the saves, the agreed stop and validation; returns the iteration
@@ -247,8 +296,7 @@ class TrainingRun:
         opt, model, logger = self.opt, self.model, self.logger
         data_timer, iter_timer = AvgTimer(), AvgTimer()
         save_freq, print_freq = opt['logger']['save_checkpoint_freq'], opt['logger']['print_freq']
-        last_saved = current_iter
-        with StopRequest() as stop:
+        with _workers_shut_down_at_the_end(prefetcher):
             for epoch in range(start_epoch, self.data.total_epochs + 1):
                 self.data.sampler.set_epoch(epoch)
                 self.epoch_samples = self.data.sampler.num_samples - len(self.data.sampler)
@@ -282,15 +330,17 @@ class TrainingRun:
                         msg_logger(log_vars)
                     if current_iter % save_freq == 0:
                         self.save(epoch, current_iter)
-                        last_saved = current_iter
-                    signal_name = self._stop_agreed(stop, current_iter)
+                    signal_name = self._stop_agreed(current_iter)
                     if signal_name:
-                        if last_saved != current_iter:
+                        if self.last_saved != current_iter:
                             self.save(epoch, current_iter)
                         line = (f'stopped by {signal_name} at iter {current_iter}: '
                                 'training state and models saved; continue with --auto_resume')
                         logger.warning(line)
                         raise RunStopped(line, PREEMPTED_EXIT_CODE)
+                    if current_iter == self.data.total_iters and self.last_saved != current_iter:
+                        # what a stop after the last iteration saves (a collective: every rank is here)
+                        self.end_state = (epoch, self.state_extras(epoch))
                     if opt.get('val') is not None and current_iter % opt['val']['val_freq'] == 0:
                         self.validate(current_iter)
                     data_timer.start()
@@ -314,9 +364,28 @@ def _init_tb_logger(opt: Dict[str, Any]) -> Any:
     return init_tb_loggers(opt)
 
 
-def run_training(opt: Dict[str, Any], option_file: str) -> None:
-    """Train with parsed options (BasicSR's ``parse_options`` result, ``root_path`` set)."""
+def _remove_interrupted_saves(opt: Dict[str, Any]) -> List[str]:
+    """Rank 0: remove the temporary files of saves that a kill interrupted from the experiment folder, its models
+    and its training states (before a fresh start archives the folder). Returns their paths."""
+    if opt['rank'] != 0:
+        return []
+    return remove_temporaries([opt['path'][key] for key in ('experiments_root', 'models', 'training_states')])
+
+
+def _log_removed(removed: List[str], experiments_root: str, logger: logging.Logger) -> None:
+    if removed:
+        names = ', '.join(osp.relpath(path, experiments_root) for path in removed)
+        files = 'file' if len(removed) == 1 else 'files'
+        logger.info(f'removed {len(removed)} temporary {files} left by an interrupted save: {names}')
+
+
+def run_training(opt: Dict[str, Any], option_file: str, stop: StopRequest) -> None:
+    """Train with parsed options (BasicSR's ``parse_options`` result, ``root_path`` set); ``stop``, installed by the
+    caller, records the stop signals, which are checked between the phases of the start-up (:mod:`.preemption`)."""
+    stop_if_requested_while_starting(stop)
     resume_state, resume_warnings = _resume_state(opt)
+    stop_if_requested_while_starting(stop)
+    removed = _remove_interrupted_saves(opt)
     if resume_state is None:
         make_exp_dirs(opt)
         if opt['logger'].get('use_tb_logger') and 'debug' not in opt['name'] and opt['rank'] == 0:
@@ -328,13 +397,19 @@ def run_training(opt: Dict[str, Any], option_file: str) -> None:
     logger.info(dict2str(opt))
     for warning in resume_warnings:
         logger.warning(warning)
+    _log_removed(removed, opt['path']['experiments_root'], logger)
     tb_logger = _init_tb_logger(opt)
     try:
+        stop_if_requested_while_starting(stop, logger)
         data = TrainData(opt, logger)
+        stop_if_requested_while_starting(stop, logger)
         val_loaders = build_validation_loaders(opt, logger)
+        stop_if_requested_while_starting(stop, logger)
         model = build_model(opt)
-        run = TrainingRun(opt, model, data, val_loaders, logger, tb_logger)
+        stop_if_requested_while_starting(stop, logger)
+        run = TrainingRun(opt, model, data, val_loaders, logger, tb_logger, stop)
         start_epoch, current_iter = run.resume(resume_state) if resume_state else (0, 0)
+        stop_if_requested_while_starting(stop, logger)
         run.train(start_epoch, current_iter)
     except DataFault as error:
         line = data_fault_line(error)

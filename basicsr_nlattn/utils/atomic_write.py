@@ -1,13 +1,45 @@
 """Files that are either whole or absent: written under a temporary name in the same folder, fsynced, then renamed.
 
 A kill or a full disk during a write leaves a truncated file; written this way it never carries the final name, and
-a file that was there before stays as it was until the new one is complete.
+a file that was there before stays as it was until the new one is complete. A SIGKILL during the write leaves the
+temporary file (``.<name>.<8 random characters>.tmp``); :func:`remove_temporaries` finds and removes those.
 """
 import contextlib
 import os
+import re
 import tempfile
 from os import path as osp
-from typing import Iterator
+from typing import Iterable, Iterator, List
+
+TEMPORARY_SUFFIX = '.tmp'
+# tempfile.mkstemp puts 8 characters of its random name sequence between the prefix and the suffix
+TEMPORARY_NAME = re.compile(r'\..+\.[a-z0-9_]{8}' + re.escape(TEMPORARY_SUFFIX))
+
+
+def _temporary_prefix(name: str) -> str:
+    return f'.{name}.'
+
+
+def is_temporary_name(name: str) -> bool:
+    """Whether the file name ``name`` is one that :func:`atomic_write` gives its temporary files."""
+    return TEMPORARY_NAME.fullmatch(name) is not None
+
+
+def remove_temporaries(folders: Iterable[str]) -> List[str]:
+    """Remove the temporary files of :func:`atomic_write` that a killed process left in each of ``folders`` (not
+    their subfolders; a folder that does not exist is skipped). Returns the removed paths.
+
+    Only for folders no other process is writing to at the time: a write in progress would lose its file."""
+    removed = []
+    for folder in folders:
+        if not osp.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            path = osp.join(folder, name)
+            if is_temporary_name(name) and osp.isfile(path) and not osp.islink(path):
+                os.remove(path)
+                removed.append(path)
+    return removed
 
 
 def fsync_folder(folder: str) -> None:
@@ -36,7 +68,8 @@ def atomic_write(path: str) -> Iterator[str]:
     """
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=_temporary_prefix(osp.basename(path)), suffix=TEMPORARY_SUFFIX, dir=folder)
     os.close(descriptor)
     try:
         yield temporary

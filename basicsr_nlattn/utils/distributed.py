@@ -8,6 +8,13 @@ def is_distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def collective_device() -> torch.device:
+    """Where a collective's tensors live: the current CUDA device under NCCL, else the CPU (gloo, or no group)."""
+    if is_distributed() and torch.distributed.get_backend() == 'nccl':
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
 def max_over_ranks(values: List[int], device: torch.device) -> List[int]:
     """Each value's maximum over the ranks: one all-reduce (MAX) in a distributed run, the values otherwise."""
     if not is_distributed():

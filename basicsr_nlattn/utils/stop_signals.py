@@ -1,8 +1,9 @@
-"""Preemption: SIGTERM, SIGINT and SIGUSR1 ask a training run to stop at the end of its current iteration.
+"""Preemption: SIGTERM, SIGINT and SIGUSR1 ask a training run to stop where nothing is lost.
 
 Schedulers announce the end of a job with a signal (SLURM: ``#SBATCH --signal=USR1@120``; Kubernetes and most
-clusters: SIGTERM, then SIGKILL after a grace period; Ctrl-C: SIGINT). The handler only records the signal; the
-training loop checks it after each optimizer step, the ranks agree in one collective, and every rank saves and
+clusters: SIGTERM, then SIGKILL after a grace period; Ctrl-C: SIGINT). The handler, installed for the whole run,
+only records the signal; the run checks it between the steps of its start-up, after each optimizer step and around
+its final validation (:mod:`basicsr_nlattn.training.preemption`), the ranks agree in one collective, and every rank
 exits with :data:`PREEMPTED_EXIT_CODE`. A second SIGINT interrupts at once (KeyboardInterrupt), for an impatient
 Ctrl-C; the last saved training state is then the one to resume from.
 """
