@@ -20,7 +20,7 @@ def train_pipeline(root_path: str) -> None:
         RunStopped: the run ended early (preempted, non-finite updates, unreadable data, a failed save).
     """
     import basicsr.utils.options
-    with StopRequest() as stop:
+    with StopRequest(ignore_after_a_stop=True) as stop:
         try:
             with compat.after_parse_options(preflight):
                 opt, args = basicsr.utils.options.parse_options(root_path, is_train=True)

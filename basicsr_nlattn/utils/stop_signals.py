@@ -16,10 +16,19 @@ PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the run is whole and can be continued (
 
 
 class StopRequest:
-    """Records the first stop signal while installed (a context manager restoring the previous handlers)."""
+    """Records the first stop signal while installed (a context manager restoring the previous handlers).
 
-    def __init__(self) -> None:
+    Args:
+        ignore_after_a_stop (bool): when the block ends with a signal recorded, SIGTERM and SIGUSR1 are then ignored
+            instead of restored, until the process exits. The run has saved and chosen its exit status (75); a
+            follow-up signal (torchrun terminates the other ranks once one has exited, a scheduler repeats its
+            SIGTERM) must not turn it into death by signal while the line is printed. SIGINT is restored: Ctrl-C
+            still interrupts. Default: False (the previous handlers come back).
+    """
+
+    def __init__(self, ignore_after_a_stop: bool = False) -> None:
         self.signal_name: Optional[str] = None
+        self.ignore_after_a_stop = ignore_after_a_stop
         self._previous: Dict[int, Any] = {}
 
     @property
@@ -45,7 +54,8 @@ class StopRequest:
 
     def __exit__(self, *exc_info: Any) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            ignored = self.ignore_after_a_stop and self.requested and signum != signal.SIGINT
+            signal.signal(signum, signal.SIG_IGN if ignored else handler)
         self._previous.clear()
 
 
