@@ -184,28 +184,32 @@ SWEEP = [
         'type': 'EDSR',
         'num_in_ch': 3,
         'num_out_ch': 3
-    }}, "network_d.type must be HaarDiscriminator, got 'EDSR'"),
+    }}, "network_d.type: must be HaarDiscriminator, got 'EDSR'"),
     case('PCL', {'network_d': DELETE}, 'network_d: PCLModel needs an embedding network'),
     case('PCL', {'train.optim_d': DELETE}, 'train.optim_d: PCLModel trains network_d; give its optimizer'),
-    case('PCL', {'train.freeze_d': True}, 'train.freeze_d needs path.pretrain_network_d'),
-    case('PCL', {'train.pcl_opt.num_pos': 0}, 'train.pcl_opt.num_pos must be an int >= 1, got 0'),
-    case('PCL', {'train.pcl_opt.num_neg': 0}, 'train.pcl_opt.num_neg must be an int >= 1, got 0'),
+    case('PCL', {'train.freeze_d': True}, 'train.freeze_d: needs path.pretrain_network_d'),
+    case('PCL', {'train.pcl_opt.num_pos': 0}, 'train.pcl_opt.num_pos: must be an int >= 1, got 0'),
+    case('PCL', {'train.pcl_opt.num_neg': 0}, 'train.pcl_opt.num_neg: must be an int >= 1, got 0'),
     case('PCL', {'train.pcl_opt.sampling': 'both'},
-         "train.pcl_opt.sampling must be one of ['paper', 'official'], got 'both'"),
-    case('PCL', {'train.pcl_opt.start_iter': -1}, 'train.pcl_opt.start_iter must be an int >= 0, got -1'),
+         "train.pcl_opt.sampling: must be one of ['paper', 'official'], got 'both'"),
+    case('PCL', {'train.pcl_opt.start_iter': -1}, 'train.pcl_opt.start_iter: must be an int >= 0, got -1'),
     case('PCL', {'train.pcl_opt.layers': [0, 9]},
          'train.pcl_opt.layers: unknown feature layer(s) [9]; the embedding network has 4'),
     case('PCL', {'train.pcl_opt.layers': []}, 'train.pcl_opt.layers: must be a non-empty list of stage indices'),
     case('PCL', {'train.pcl_opt.tau': 0}, 'train.pcl_opt.tau: must be > 0, got 0'),
     case('PCL', {'train.pcl_opt.temperature': 2}, "train.pcl_opt: unknown key(s) ['temperature']"),
-    case('PCL', {'train.pcl_opt.type': 'L1Loss'}, "train.pcl_opt.type must be 'PCLContrastiveLoss', got 'L1Loss'"),
+    case('PCL', {'train.pcl_opt.type': 'L1Loss'},
+         "train.pcl_opt.type: must be one of ['PCLContrastiveLoss'], got 'L1Loss'"),
     case('PCL', {'train.discriminator_opt': {
         'type': 'ContrastiveDiscriminatorLoss',
         'weight': 1
     }}, "train.discriminator_opt: ContrastiveDiscriminatorLoss.__init__() got an unexpected keyword argument"),
     # model_type, train.contrastive_opt, train.grad_clip, the other losses
     case('ENLCN', {'model_type': 'SRModle'}, "model_type: unknown model type 'SRModle'. Did you mean 'SRModel'"),
-    case('ENLCN', {'train.contrastive_opt.type': 'L1Loss'}, 'train.contrastive_opt.type must be a contrastive loss'),
+    case(
+        'ENLCN', {'train.contrastive_opt.type': 'L1Loss'},
+        "train.contrastive_opt.type: must be one of ['CCAContrastiveLoss', 'CCASparsityLoss', 'ENLCAContrastiveLoss'] "
+        "(a contrastive loss), got 'L1Loss'"),
     case('ENLCN', {'train.contrastive_opt.type': 'ENLCALoss'}, "train.contrastive_opt.type: unknown loss type"),
     case('ENLCN', {'train.contrastive_opt.n1': 1.5},
          'train.contrastive_opt.n1: as a fraction must be in (0, 1), got 1.5'),
@@ -216,7 +220,7 @@ SWEEP = [
         'train.contrastive_opt.n1': 0.7,
         'train.contrastive_opt.n2': 0.6
     }, 'train.contrastive_opt: ENLCAContrastiveLoss: fractions n1 + n2 must be <= 1, got n1=0.7, n2=0.6'),
-    case('ENLCN', {'train.contrastive_opt.start_iter': -5}, 'train.contrastive_opt.start_iter must be an int >= 0'),
+    case('ENLCN', {'train.contrastive_opt.start_iter': -5}, 'train.contrastive_opt.start_iter: must be an int >= 0'),
     case('ENLCN', {'train.contrastive_opt.n3': 1}, "train.contrastive_opt: unknown key(s) ['n3']"),
     case('ENLCN', {'train.contrastive_opt': {
         'type': 'CCAContrastiveLoss'
@@ -229,27 +233,27 @@ SWEEP = [
     }]}, 'train.contrastive_opt[1].n: as a fraction must be in (0, 0.5)'),
     case('ENLCN', {'train.contrastive_opt': [{
         'type': 'ENLCAContrastiveLoss'
-    }, 'CCAContrastiveLoss']}, 'train.contrastive_opt[1] must be a mapping with a type'),
-    case('ENLCN', {'train.grad_clip': 0}, 'train.grad_clip must be a number > 0, got 0'),
-    case('ENLCN', {'train.amp': 'fp32'}, "train.amp must be one of 'bf16', 'fp16' or false, got 'fp32'"),
-    case('ENLCN', {'train.compile': 'yes'}, "train.compile must be true or false, got 'yes'"),
-    case('ENLCN', {'train.accumulate': 0}, 'train.accumulate must be an int >= 1, got 0'),
-    case('PCL', {'train.accumulate': 2}, 'train.accumulate must be 1 for PCLModel, got 2'),
+    }, 'CCAContrastiveLoss']}, "train.contrastive_opt[1]: must be a mapping with a loss type and its arguments"),
+    case('ENLCN', {'train.grad_clip': 0}, 'train.grad_clip: must be a number > 0, got 0'),
+    case('ENLCN', {'train.amp': 'fp32'}, "train.amp: must be one of ['bf16', 'fp16'] or false, got 'fp32'"),
+    case('ENLCN', {'train.compile': 'yes'}, "train.compile: must be true or false, got 'yes'"),
+    case('ENLCN', {'train.accumulate': 0}, 'train.accumulate: must be an int >= 1, got 0'),
+    case('PCL', {'train.accumulate': 2}, 'train.accumulate: must be 1 for PCLModel, got 2'),
     case('ENLCN', {'train.nonfinite': {
         'action': 'ignore'
-    }}, "train.nonfinite.action must be one of ['skip', 'stop'], got 'ignore'"),
+    }}, "train.nonfinite.action: must be one of ['skip', 'stop'], got 'ignore'"),
     case('PCL', {'train.nonfinite': {
         'max_consecutive': -1
-    }}, 'train.nonfinite.max_consecutive must be an int >= 0, got -1'),
+    }}, 'train.nonfinite.max_consecutive: must be an int >= 0, got -1'),
     case('ENLCN', {'train.nonfinite': {
         'actions': 'skip'
     }}, "train.nonfinite: unknown key(s) ['actions']"),
-    case('ENLCN', {'logger.keep_states': 0}, 'logger.keep_states must be an int >= 1 (or absent: keep all), got 0'),
-    case('ENLCN', {'datasets.train.skip_bad': 'yes'}, "datasets.train.skip_bad must be true or false, got 'yes'"),
+    case('ENLCN', {'logger.keep_states': 0}, 'logger.keep_states: must be an int >= 1 (or absent: keep all), got 0'),
+    case('ENLCN', {'datasets.train.skip_bad': 'yes'}, "datasets.train.skip_bad: must be true or false, got 'yes'"),
     case('ENLCN', {'datasets.val.skip_bad_max_fraction': 2},
-         'datasets.val.skip_bad_max_fraction must be a number in [0, 1], got 2'),
-    case('ENLCN', {'train.channels_last': 1}, 'train.channels_last must be true or false, got 1'),
-    case('ENLCN', {'val.amp': True}, "val.amp must be one of 'bf16', 'fp16' or false, got True"),
+         'datasets.val.skip_bad_max_fraction: must be a number in [0, 1], got 2'),
+    case('ENLCN', {'train.channels_last': 1}, 'train.channels_last: must be true or false, got 1'),
+    case('ENLCN', {'val.amp': True}, "val.amp: must be one of ['bf16', 'fp16'] or false, got True"),
     case('ENLCN', {'train.pixel_opt.type': 'L1'}, "train.pixel_opt.type: unknown loss type 'L1'"),
     case('ENLCN', {'train.pixel_opt.reduction': 'median'}, 'train.pixel_opt: Unsupported reduction mode: median'),
     case('ENLCN', {'train.pixel_opt.weight': 1},
@@ -260,7 +264,7 @@ SWEEP = [
     # val, datasets, paths, name
     case('ENLCN', {'val.tile': {
         'mode': 'quad'
-    }}, "val.tile.mode must be one of ['chop', 'tile'], got 'quad'"),
+    }}, "val.tile.mode: must be one of ['chop', 'tile'], got 'quad'"),
     case('ENLCN', {'val.metrics.psnr.type': 'psnr'}, "val.metrics.psnr.type: unknown metric type 'psnr'"),
     case('ENLCN', {'datasets.train.type': 'PairedDataset'},
          "datasets.train.type: unknown dataset type 'PairedDataset'"),
@@ -274,26 +278,26 @@ SWEEP = [
     # basicsr test: the keys of inference
     case('test', {'val.tile': {
         'size': 0
-    }}, 'val.tile.size must be an int >= 1 (LR pixels), got 0', 'test'),
+    }}, 'val.tile.size: must be an int >= 1 (LR pixels), got 0', 'test'),
     case('test', {'val.tile': {
         'size': 8,
         'overlap': -1
-    }}, 'val.tile.overlap must be an int >= 0', 'test'),
+    }}, 'val.tile.overlap: must be an int >= 0', 'test'),
     case('test', {'val.tile': {
         'mode': 'chop',
         'shave': -1
-    }}, 'val.tile.shave must be an int >= 0, got -1', 'test'),
+    }}, 'val.tile.shave: must be an int >= 0, got -1', 'test'),
     case('test', {'val.tile': {
         'mode': 'chop',
         'min_size': 0
-    }}, 'val.tile.min_size must be an int >= 1', 'test'),
+    }}, 'val.tile.min_size: must be an int >= 1', 'test'),
     case('test', {'val.tile': {
         'size': 8,
         'stride': 4
     }}, "val.tile: unknown key(s) ['stride'] for mode 'tile'", 'test'),
-    case('test', {'val.tile': 'chop'}, "val.tile must be a mapping like {size: 64, overlap: 16}", 'test'),
-    case('test', {'val.self_ensemble': 'yes'}, "val.self_ensemble must be true or false, got 'yes'", 'test'),
-    case('test', {'val.compare_to_paper': 'EDSR'}, 'val.compare_to_paper must be one of', 'test'),
+    case('test', {'val.tile': 'chop'}, "val.tile: must be a mapping like {size: 64, overlap: 16}", 'test'),
+    case('test', {'val.self_ensemble': 'yes'}, "val.self_ensemble: must be true or false, got 'yes'", 'test'),
+    case('test', {'val.compare_to_paper': 'EDSR'}, 'val.compare_to_paper: must be one of', 'test'),
     case('test', {'network_g.amplification': -1}, 'network_g.amplification: must be > 0, got -1', 'test'),
     case('test', {'network_g.upscale': 0}, 'network_g.upscale: must be 2, 3 or a power of 2, got 0', 'test'),
     case('test', {'datasets.test_1.dataroot_gt': 'datasets/none'},
@@ -370,7 +374,7 @@ def test_the_module_entry_point_stops_the_same_way(workdir, tmp_path):
                             text=True,
                             timeout=300)
     assert result.returncode == 2, result.stderr
-    assert result.stderr == ("basicsr test: error: val.tile.mode must be one of ['chop', 'tile'], got 'quad'\n")
+    assert result.stderr == ("basicsr test: error: val.tile.mode: must be one of ['chop', 'tile'], got 'quad'\n")
     assert snapshot(workdir) == before
 
 
@@ -420,7 +424,7 @@ def test_every_shipped_option_file_passes_with_its_networks_on_the_meta_device(m
 @pytest.mark.parametrize('changes, match', [
     ({
         'scale': DELETE
-    }, r'^scale: the upscaling factor must be an int >= 1, got None$'),
+    }, r'^scale: must be an int >= 1 \(the upscaling factor\), got None$'),
     ({
         'network_g.amplification': 0
     }, r'^network_g.amplification: must be > 0, got 0$'),
@@ -430,7 +434,7 @@ def test_every_shipped_option_file_passes_with_its_networks_on_the_meta_device(m
                 'size': 0
             }
         }
-    }, r'^val.tile.size must be an int >= 1'),
+    }, r'^val.tile.size: must be an int >= 1'),
 ])
 def test_inference_options_are_the_same_checks(changes, match):
     opt = changed({'scale': 4, 'network_g': ENLCN}, changes)

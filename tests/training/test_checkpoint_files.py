@@ -131,5 +131,5 @@ def test_keep_states_keeps_the_newest_and_never_the_last_readable_one(tmp_path):
     deleted, warning = prune_training_states(str(folder), 2)  # 25 and 20 damaged: 15 is the last readable one
     assert deleted == [] and 'none of the 2 newest training states' in warning
     assert sorted(os.listdir(folder)) == ['15.state', '20.state', '25.state']
-    with pytest.raises(OptionError, match='logger.keep_states must be an int >= 1'):
+    with pytest.raises(OptionError, match='logger.keep_states: must be an int >= 1'):
         parse_keep_states(0)
