@@ -54,7 +54,7 @@ def parse_contrastive_opt(contrastive_opt: Any) -> List[Tuple[Dict[str, Any], in
     parsed = []
     for index, entry in enumerate(entries):
         key = contrastive_opt_key(contrastive_opt, index)
-        loss_type = validators.typed_mapping(key, entry, 'loss type')
+        loss_type = validators.typed_mapping(key, entry, 'a loss')
         loss_class = LOSS_REGISTRY._obj_map.get(loss_type)
         if loss_class is None or not isinstance(getattr(loss_class, 'block_type', None), type):
             contrastive = sorted(name for name, cls in LOSS_REGISTRY if hasattr(cls, 'block_type'))

@@ -60,7 +60,7 @@ def parse_optimizer(key: str, value: Any, model_class: type = BaseModel) -> Opti
     reads it: ``type`` one of :data:`BASICSR_OPTIMIZERS` and ``lr`` a number >= 0, the other arguments those of the
     ``torch.optim`` class, checked by building it on a dummy parameter. A ``model_class`` with its own
     ``get_optimizer`` may know other types: then only the type's name and ``lr`` are checked."""
-    optimizer_type = validators.typed_mapping(key, value, 'optimizer type')
+    optimizer_type = validators.typed_mapping(key, value, 'an optimizer')
     arguments = {name: value[name] for name in value if name != 'type'}
     validators.number(f'{key}.lr', arguments.get('lr'), 0)
     if getattr(model_class, 'get_optimizer', None) is not BaseModel.get_optimizer:
@@ -97,7 +97,7 @@ def parse_scheduler(key: str, value: Any) -> SchedulerOptions:
     ``milestones`` (MultiStep*) or ``periods`` (cosine) lists of ints >= 1, milestones and ``restarts`` in increasing
     order, one ``restart_weights`` entry per restart or period; the rest checked by building it on a dummy
     optimizer."""
-    scheduler_type = validators.typed_mapping(key, value, 'scheduler type')
+    scheduler_type = validators.typed_mapping(key, value, 'a scheduler')
     arguments = {name: value[name] for name in value if name != 'type'}
     validators.choice(f'{key}.type', scheduler_type, list(BASICSR_SCHEDULERS), " (BasicSR's setup_schedulers)")
     scheduler_class = BASICSR_SCHEDULERS[scheduler_type]

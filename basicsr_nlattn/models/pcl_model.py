@@ -79,7 +79,7 @@ def parse_pcl_training(opt: Mapping[str, Any], model_class: Optional[type] = Non
         raise OptionError('train.freeze_d: needs path.pretrain_network_d (a fixed embedding must be pretrained), '
                           'got true')
     discriminator_opt = train_opt.get('discriminator_opt') or {'type': 'ContrastiveDiscriminatorLoss'}
-    validators.typed_mapping('train.discriminator_opt', discriminator_opt, 'loss type')
+    validators.typed_mapping('train.discriminator_opt', discriminator_opt, 'a loss')
     return PCLTraining(
         **fields,
         pcl=pcl,

@@ -62,7 +62,7 @@ def loss_options(key: str, value: Any) -> Optional[Mapping[str, Any]]:
     a ``type`` (the pre-flight check builds it, and checks that the type is registered)."""
     if not value:
         return None
-    validators.typed_mapping(key, value, 'loss type')
+    validators.typed_mapping(key, value, 'a loss')
     return value
 
 
@@ -128,7 +128,7 @@ _METRIC_IMAGES = ('img', 'img2')  # what SRModel passes to every metric besides 
 def _check_metric(key: str, metric_opt: Any) -> None:
     """One ``val.metrics.<name>``: a mapping with a ``type`` (registered: checked with the other types), the metric's
     required arguments, no argument it does not take, and ``better`` (BaseModel's best-result record)."""
-    metric_type = validators.typed_mapping(key, metric_opt, 'metric type')
+    metric_type = validators.typed_mapping(key, metric_opt, 'a metric')
     validators.choice(f'{key}.better', metric_opt.get('better', 'higher'), ['higher', 'lower'])
     if metric_type not in METRIC_REGISTRY:
         return

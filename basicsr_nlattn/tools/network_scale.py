@@ -2,8 +2,9 @@
 training step (or wrong-sized tiles in ``basicsr test``).
 
 The factor is read from the network's ``upscale`` (BasicSR's EDSR, RCAN, SwinIR and ours) or ``scale`` (RRDBNet)
-argument, given or defaulted by its constructor; a network without either (``WithAttention``, which wraps one) is run
-once on the meta device on a small input, which costs nothing.
+argument, given or defaulted by its constructor, or from that of the network it wraps (``WithAttention``'s
+``base``); a network with none of these is run once on the meta device on a small input, which costs nothing (and
+is skipped when the forward cannot run there).
 """
 import inspect
 from typing import Any, Mapping, Optional, Tuple
@@ -18,14 +19,22 @@ UPSCALE_ARGUMENTS = ('upscale', 'scale')
 _PROBE_SIZE = 16  # LR pixels of the meta-device forward
 
 
-def _argument_upscale(network_opt: Mapping[str, Any]) -> Optional[Tuple[str, Any]]:
-    """(key, value) of the network's upscale argument, given in ``network_opt`` or the constructor's default."""
+def _argument_upscale(network_opt: Mapping[str, Any], key: str = 'network_g') -> Optional[Tuple[str, Any, str]]:
+    """(key, value, where it comes from) of the network's upscale argument, given in ``network_opt`` or the
+    constructor's default; for a network without one, that of a network it wraps (an argument that is itself a
+    network's options, e.g. ``WithAttention``'s ``base``)."""
     parameters = inspect.signature(ARCH_REGISTRY.get(network_opt['type'])).parameters
     for name in UPSCALE_ARGUMENTS:
         if name in network_opt:
-            return f'network_g.{name}', network_opt[name]
+            return f'{key}.{name}', network_opt[name], 'given'
         if name in parameters and parameters[name].default is not parameters[name].empty:
-            return f'network_g.{name}', parameters[name].default
+            return f'{key}.{name}', parameters[name].default, f"the default of {network_opt['type']}"
+    for name in network_opt:
+        value = network_opt[name]
+        if isinstance(value, Mapping) and value.get('type') in ARCH_REGISTRY:
+            found = _argument_upscale(value, f'{key}.{name}')
+            if found is not None:
+                return found
     return None
 
 
@@ -62,10 +71,9 @@ def check_network_scale(opt: Mapping[str, Any], net_g: nn.Module) -> None:
         return
     argument = _argument_upscale(opt['network_g'])
     if argument is not None:
-        key, upscale = argument
+        key, upscale, origin = argument
         if upscale != scale:
-            given = 'given' if key.split('.')[-1] in opt['network_g'] else f"the default of {opt['network_g']['type']}"
-            raise OptionError(f'{key}: must equal scale ({scale}), got {upscale!r} ({given})')
+            raise OptionError(f'{key}: must equal scale ({scale}), got {upscale!r} ({origin})')
         return
     upscale = _forward_upscale(net_g, opt['network_g'])
     if upscale is not None and upscale != scale:

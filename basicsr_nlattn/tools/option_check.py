@@ -85,8 +85,11 @@ def _typed_entries(opt: Dict[str, Any]) -> Iterator[Tuple[str, Any, str]]:
             if isinstance(entry, dict) and 'type' in entry:
                 suffix = f'[{index}]' if isinstance(value, list) else ''
                 yield f'train.{key}{suffix}.type', entry['type'], 'loss'
-    for name, metric_opt in ((opt.get('val') or {}).get('metrics') or {}).items():
-        yield f'val.metrics.{name}.type', metric_opt.get('type'), 'metric'
+    metrics = (opt.get('val') or {}).get('metrics')
+    if isinstance(metrics, Mapping):  # else its parser says what it must be
+        for name in metrics:
+            if isinstance(metrics[name], Mapping) and 'type' in metrics[name]:
+                yield f'val.metrics.{name}.type', metrics[name]['type'], 'metric'
 
 
 def _check_paths(opt: Dict[str, Any]) -> None:
@@ -113,12 +116,13 @@ def _located_message(key: str, options: Mapping[str, Any], message: str) -> str:
 
 @contextlib.contextmanager
 def _constructor_errors_at(key: str, options: Mapping[str, Any]) -> Iterator[None]:
-    """Inside the block, a constructor's ValueError (OptionError included) or TypeError (arguments that do not fit
-    its signature, or a value of the wrong type such as ``amplification: abc``) is re-raised as an OptionError that
-    starts with ``key`` (see :func:`_located_message`)."""
+    """Inside the block, a constructor's ValueError (OptionError included), NotImplementedError (BasicSR's way to
+    refuse a value, e.g. GANLoss's ``gan_type``) or TypeError (arguments that do not fit its signature, or a value of
+    the wrong type such as ``amplification: abc``) is re-raised as an OptionError that starts with ``key`` (see
+    :func:`_located_message`)."""
     try:
         yield
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, NotImplementedError) as error:
         message = str(error)
         if isinstance(error, TypeError) and not _SIGNATURE_MESSAGE.match(message):
             message = f'a value of the wrong type ({message})'

@@ -52,17 +52,20 @@ def _check_param_key(label: str, checkpoint: str, param_key: Any) -> None:
 
 
 def check_checkpoint_paths(opt: Mapping[str, Any]) -> None:
-    """``path.pretrain_network_<x>`` (with ``strict_load_<x>`` and ``param_key_<x>``) and, without
-    ``--auto_resume``, ``path.resume_state``: the files exist and read as PyTorch checkpoints."""
+    """``path.pretrain_network_<x>`` of every ``network_<x>`` (and any other the file names), with
+    ``strict_load_<x>`` and ``param_key_<x>``, and, without ``--auto_resume``, ``path.resume_state``: the files exist
+    and read as PyTorch checkpoints."""
     path_opt = opt.get('path') or {}
-    for key in path_opt:
-        if key.startswith('pretrain_network_') and path_opt[key] is not None:
-            label = key[len('pretrain_network_'):]
-            _check_checkpoint(f'path.{key}', path_opt[key], 'checkpoint')
-            if path_opt.get(f'param_key_{label}') is not None:
-                _check_param_key(label, path_opt[key], path_opt[f'param_key_{label}'])
-        elif key.startswith('strict_load_'):
-            validators.boolean(f'path.{key}', path_opt[key])
+    labels = [key[len('network_'):] for key in opt if key.startswith('network_')]
+    labels += [key[len('pretrain_network_'):] for key in path_opt if key.startswith('pretrain_network_')]
+    for label in dict.fromkeys(labels):
+        checkpoint = path_opt.get(f'pretrain_network_{label}')
+        if checkpoint is None:
+            continue
+        _check_checkpoint(f'path.pretrain_network_{label}', checkpoint, 'checkpoint')
+        validators.boolean(f'path.strict_load_{label}', path_opt.get(f'strict_load_{label}', True))
+        if path_opt.get(f'param_key_{label}') is not None:
+            _check_param_key(label, checkpoint, path_opt[f'param_key_{label}'])
     resume_state = path_opt.get('resume_state')
     if resume_state is not None and not opt.get('auto_resume'):
         _check_checkpoint('path.resume_state', resume_state, 'training state')

@@ -160,11 +160,11 @@ def mapping(key: str, value: Any, allowed: Optional[Collection[str]] = None, exa
     return value
 
 
-def typed_mapping(key: str, value: Any, what: str = 'type') -> str:
-    """A mapping with a ``type`` (a registered name: a loss, an optimizer...); returns the type. ``what`` names it in
-    the message, e.g. ``'loss type'``."""
+def typed_mapping(key: str, value: Any, what: str = 'a registered class') -> str:
+    """A mapping with a ``type`` and the arguments of that type (a loss, an optimizer...); returns the type. ``what``
+    names the kind in the message, e.g. ``'a loss'``."""
     if not isinstance(value, Mapping) or 'type' not in value:
-        raise _refuse(key, f'a mapping with a {what} and its arguments', value)
+        raise _refuse(key, f'a mapping with the type of {what} and its arguments', value)
     if not isinstance(value['type'], str):
-        raise _refuse(f'{key}.type', f'the name of a {what}', value['type'])
+        raise _refuse(f'{key}.type', f'the name of {what}', value['type'])
     return value['type']
