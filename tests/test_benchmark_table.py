@@ -195,13 +195,14 @@ def test_bad_inference_options_are_named_before_testing(benchmark_workdir, tmp_p
         'network_g': TINY_ENLCN,
         'path': {},
         'val': {
+            'save_img': False,
             'self_ensemble': 'yes'
         }
     }
     monkeypatch.chdir(tmp_path)
     assert cli.main(['test', '-opt', write_option(opt, str(tmp_path))]) == 2
     assert "val.self_ensemble: must be true or false, got 'yes'" in capsys.readouterr().err
-    opt['val'] = {'tile': {'mode': 'quadrants'}}
+    opt['val'] = {'save_img': False, 'tile': {'mode': 'quadrants'}}
     assert cli.main(['test', '-opt', write_option(opt, str(tmp_path))]) == 2
     assert "val.tile.mode: must be one of ['chop', 'tile'], got 'quadrants'" in capsys.readouterr().err
     assert not osp.exists(tmp_path / 'results')

@@ -62,10 +62,12 @@ def parse_optimizer(key: str, value: Any, model_class: type = BaseModel) -> Opti
     ``get_optimizer`` may know other types: then only the type's name and ``lr`` are checked."""
     optimizer_type = validators.typed_mapping(key, value, 'an optimizer')
     arguments = {name: value[name] for name in value if name != 'type'}
+    own_optimizers = getattr(model_class, 'get_optimizer', None) is not BaseModel.get_optimizer
+    if not own_optimizers:
+        validators.choice(f'{key}.type', optimizer_type, BASICSR_OPTIMIZERS, " (BasicSR's get_optimizer)")
     validators.number(f'{key}.lr', arguments.get('lr'), 0)
-    if getattr(model_class, 'get_optimizer', None) is not BaseModel.get_optimizer:
+    if own_optimizers:
         return OptimizerOptions(optimizer_type, arguments)
-    validators.choice(f'{key}.type', optimizer_type, BASICSR_OPTIMIZERS, " (BasicSR's get_optimizer)")
     optimizer_class = getattr(torch.optim, optimizer_type)
     allowed = _argument_names(optimizer_class, 1)
     validators.reject_unknown_keys(key, arguments, allowed + ['type'], f' of torch.optim.{optimizer_type}')

@@ -392,6 +392,19 @@ SWEEP = [
         'ENLCN', {'train.pixel_opt': DELETE},
         'train.pixel_opt: ContrastiveSRModel needs a pixel or a perceptual loss (train.pixel_opt or '
         'train.perceptual_opt), got neither'),
+    case('ENLCN', {'train.scheduler': {
+        'type': 'CosineAnnealingRestartLR',
+        'periods': [10],
+        'eta_min': -1e-7
+    }}, 'train.scheduler.eta_min: must be a number >= 0, got -1e-07'),
+    case('PCL', {'train.freeze_d': 'yes'}, "train.freeze_d: must be true or false, got 'yes'"),
+    case('PCL', {'train.discriminator_samples': 1}, 'train.discriminator_samples: must be true or false, got 1'),
+    case('ENLCN', {'val.pbar': 1}, 'val.pbar: must be true or false, got 1'),
+    case('test', {'val.suffix': 3}, 'val.suffix: must be a string or null, got 3', 'test'),
+    case('test', {'datasets.train': {
+        'name': 'x',
+        'type': 'SingleImageDataset'
+    }}, "datasets.train: must be named 'test*' or 'val*' (the phase the pipeline reads), got 'train'", 'test'),
     # BasicSR's SRModel and ESRGANModel, read by their parsers along the MRO
     case('SRModel', {'train.pixel_opt': DELETE}, 'train.pixel_opt: SRModel needs a pixel or a perceptual loss'),
     case('SRModel', {'train.optim_g.type': 'SGD'}, "train.optim_g.type: must be one of ['Adam']"),
@@ -406,6 +419,10 @@ SWEEP = [
     case('ESRGAN', {'train.net_d_iters': 0}, 'train.net_d_iters: must be an int >= 1, got 0'),
     case('ESRGAN', {'train.net_d_init_iters': -1}, 'train.net_d_init_iters: must be an int >= 0, got -1'),
     case('ESRGAN', {'train.optim_d.type': 'Adamm'}, "train.optim_d.type: must be one of ['Adam']"),
+    case('ESRGAN', {'train.ldl_opt': {
+        'type': 'L1Loss',
+        'reduction': 'median'
+    }}, 'train.ldl_opt: Unsupported reduction mode: median'),
     case('ESRGAN', {'network_g.scale': 2}, 'network_g.scale: must equal scale (4), got 2 (given)'),
     case('PCL', {'train.net_d_iters': 0}, 'train.net_d_iters: must be an int >= 1, got 0'),
     case('PCL', {'train.optim_d.lr': '1e-4'}, "train.optim_d.lr: must be a number >= 0, got '1e-4' (YAML reads"),
