@@ -224,8 +224,8 @@ def _check_datasets(opt: Dict[str, Any]) -> None:
         raise OptionError(f'datasets.train: basicsr train needs a training set, got the sets {list(datasets)}')
     scale = _check_scale(opt)
     for phase in datasets:
-        known = (phase == 'train' or phase.split('_')[0] == 'val') if is_train else phase.split('_')[0] in ('test',
-                                                                                                            'val')
+        prefix = phase.split('_')[0]
+        known = (phase == 'train' or prefix == 'val') if is_train else prefix in ('test', 'val')
         if not known:
             names = "'train' or 'val*'" if is_train else "'test*' or 'val*'"
             raise OptionError(f"datasets.{phase}: must be named {names} (the phase the pipeline reads), got '{phase}'")
