@@ -85,7 +85,7 @@ def test_networks_without_published_numbers_get_our_columns_only():
     opt['val']['compare_to_paper'] = False
     assert paper_row_name(opt) is None
     opt['val']['compare_to_paper'] = 'ENLCNN'
-    with pytest.raises(OptionError, match=r"val.compare_to_paper must be one of \['CCLNN', 'CCLNN-L', 'ENLCN', "):
+    with pytest.raises(OptionError, match=r"val.compare_to_paper: must be one of \['CCLNN', 'CCLNN-L', 'ENLCN', "):
         paper_row_name(opt)
 
 
@@ -195,15 +195,16 @@ def test_bad_inference_options_are_named_before_testing(benchmark_workdir, tmp_p
         'network_g': TINY_ENLCN,
         'path': {},
         'val': {
+            'save_img': False,
             'self_ensemble': 'yes'
         }
     }
     monkeypatch.chdir(tmp_path)
     assert cli.main(['test', '-opt', write_option(opt, str(tmp_path))]) == 2
-    assert "val.self_ensemble must be true or false, got 'yes'" in capsys.readouterr().err
-    opt['val'] = {'tile': {'mode': 'quadrants'}}
+    assert "val.self_ensemble: must be true or false, got 'yes'" in capsys.readouterr().err
+    opt['val'] = {'save_img': False, 'tile': {'mode': 'quadrants'}}
     assert cli.main(['test', '-opt', write_option(opt, str(tmp_path))]) == 2
-    assert "val.tile.mode must be one of ['chop', 'tile'], got 'quadrants'" in capsys.readouterr().err
+    assert "val.tile.mode: must be one of ['chop', 'tile'], got 'quadrants'" in capsys.readouterr().err
     assert not osp.exists(tmp_path / 'results')
 
 

@@ -57,9 +57,13 @@ def run_pipeline(command: str, args: argparse.Namespace) -> int:
     into one line and an exit status).
     """
     import basicsr_nlattn  # noqa: F401  (applies compat, registers our archs, losses and models)
+    from basicsr_nlattn.tools.option_check import check_option_file
     from basicsr_nlattn.utils import load_option_file
     from basicsr_nlattn.utils.distributed import release_process_group
-    load_option_file(args.opt)  # a missing or broken option file is one line before BasicSR reads it
+
+    # a missing or broken option file, or a key BasicSR's parse_options acts on before the pre-flight check (the
+    # seed, a slurm process group), is one line before BasicSR reads it
+    check_option_file(load_option_file(args.opt), command == 'train')
     if command == 'train':
         from basicsr_nlattn.tools.train import train_pipeline as pipeline
     else:

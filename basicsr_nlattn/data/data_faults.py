@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from basicsr.utils import FileClient
 
-from basicsr_nlattn.utils.errors import OptionError
+from basicsr_nlattn.utils import validators
 
 DEFAULT_MAX_BAD_FRACTION = 0.01
 _PATH_SUFFIX = '_path'
@@ -35,12 +35,9 @@ def data_fault_line(error: BaseException) -> str:
 
 def parse_skip_bad(phase: str, dataset_opt: Mapping[str, Any]) -> Tuple[bool, float]:
     """``datasets.<phase>.skip_bad`` (default false) and ``skip_bad_max_fraction`` (default 0.01), validated."""
-    skip_bad = dataset_opt.get('skip_bad', False)
-    if not isinstance(skip_bad, bool):
-        raise OptionError(f'datasets.{phase}.skip_bad must be true or false, got {skip_bad!r}')
-    fraction = dataset_opt.get('skip_bad_max_fraction', DEFAULT_MAX_BAD_FRACTION)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
-        raise OptionError(f'datasets.{phase}.skip_bad_max_fraction must be a number in [0, 1], got {fraction!r}')
+    skip_bad = validators.boolean(f'datasets.{phase}.skip_bad', dataset_opt.get('skip_bad', False))
+    fraction = validators.number(f'datasets.{phase}.skip_bad_max_fraction',
+                                 dataset_opt.get('skip_bad_max_fraction', DEFAULT_MAX_BAD_FRACTION), 0, 1)
     return skip_bad, float(fraction)
 
 

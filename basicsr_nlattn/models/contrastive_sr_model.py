@@ -6,9 +6,11 @@ losses named in ``train.contrastive_opt``, adds the weighted terms to the pixel 
 clears the records. It also redraws ENLCA's random features on schedule and keeps them in ``net_g_ema``.
 """
 import contextlib
+import dataclasses
+import functools
 import inspect
 from collections import OrderedDict
-from typing import Any, ContextManager, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, ContextManager, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from basicsr.losses import build_loss
@@ -20,8 +22,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from basicsr_nlattn.archs.attention.enlca import ENLCA
 from basicsr_nlattn.archs.attention.recording import recording_blocks
-from basicsr_nlattn.models.nonfinite import NonFiniteGuard, parse_nonfinite
+from basicsr_nlattn.models.nonfinite import NonFiniteGuard, NonFiniteOptions, parse_nonfinite
+from basicsr_nlattn.models.sr_options import SRTraining, check_pixel_or_perceptual, sr_training_fields, train_section
 from basicsr_nlattn.models.tiled_inference import TiledInferenceMixin, autocast_to, parse_amp
+from basicsr_nlattn.utils import validators
 from basicsr_nlattn.utils.errors import OptionError
 
 
@@ -49,20 +53,14 @@ def parse_contrastive_opt(contrastive_opt: Any) -> List[Tuple[Dict[str, Any], in
     parsed = []
     for index, entry in enumerate(entries):
         key = contrastive_opt_key(contrastive_opt, index)
-        if not isinstance(entry, dict) or 'type' not in entry:
-            raise OptionError(f'{key} must be a mapping with a type, got {entry!r}')
-        loss_type = entry['type']
+        loss_type = validators.typed_mapping(key, entry, 'a loss')
         loss_class = LOSS_REGISTRY._obj_map.get(loss_type)
         if loss_class is None or not isinstance(getattr(loss_class, 'block_type', None), type):
             contrastive = sorted(name for name, cls in LOSS_REGISTRY if hasattr(cls, 'block_type'))
-            raise OptionError(f"{key}.type must be a contrastive loss, one of {contrastive}, got '{loss_type}'")
+            validators.choice(f'{key}.type', loss_type, contrastive, ' (a contrastive loss)')
         allowed = {'type', 'start_iter'} | set(inspect.signature(loss_class).parameters)
-        unknown = sorted(set(entry) - allowed)
-        if unknown:
-            raise OptionError(f'{key}: unknown key(s) {unknown} for {loss_type}; allowed: {sorted(allowed)}')
-        start_iter = entry.get('start_iter', 0)
-        if not isinstance(start_iter, int) or start_iter < 0:
-            raise OptionError(f'{key}.start_iter must be an int >= 0, got {start_iter!r}')
+        validators.reject_unknown_keys(key, entry, allowed, f' for {loss_type}')
+        start_iter = validators.int_at_least(f'{key}.start_iter', entry.get('start_iter', 0), 0)
         parsed.append(({name: value for name, value in entry.items() if name != 'start_iter'}, start_iter))
     return parsed
 
@@ -94,15 +92,7 @@ def parse_grad_clip(grad_clip: Any) -> Optional[float]:
     """``train.grad_clip`` -> the maximum gradient norm of net_g's parameters, or None (no clipping), validated."""
     if grad_clip is None:
         return None
-    if isinstance(grad_clip, bool) or not isinstance(grad_clip, (int, float)) or not grad_clip > 0:
-        raise OptionError(f'train.grad_clip must be a number > 0, got {grad_clip!r}')
-    return float(grad_clip)
-
-
-def _parse_flag(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise OptionError(f'{key} must be true or false, got {value!r}')
-    return value
+    return validators.number('train.grad_clip', grad_clip, 0, low_open=True)
 
 
 def parse_train_amp(value: Any) -> Optional[torch.dtype]:
@@ -112,22 +102,57 @@ def parse_train_amp(value: Any) -> Optional[torch.dtype]:
 
 def parse_compile(value: Any) -> bool:
     """``train.compile`` (default false): whether net_g (and net_d) go through ``torch.compile``."""
-    return _parse_flag('train.compile', value)
+    return validators.boolean('train.compile', value)
 
 
 def parse_accumulate(value: Any, model_class: type) -> int:
     """``train.accumulate`` (default 1) -> the number of iterations (micro-batches) per optimizer step, for a model
     of ``model_class`` (more than 1 only where its ``accumulates_gradients`` is true)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise OptionError(f'train.accumulate must be an int >= 1, got {value!r}')
+    validators.int_at_least('train.accumulate', value, 1)
     if value > 1 and not model_class.accumulates_gradients:
-        raise OptionError(f'train.accumulate must be 1 for {model_class.__name__}, got {value}')
+        raise OptionError(f'train.accumulate: must be 1 for {model_class.__name__}, got {value}')
     return value
 
 
 def parse_channels_last(value: Any) -> bool:
     """``train.channels_last`` (default false): networks and batches in ``torch.channels_last``."""
-    return _parse_flag('train.channels_last', value)
+    return validators.boolean('train.channels_last', value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ContrastiveTraining(SRTraining):
+    """ContrastiveSRModel's training options, parsed: SRModel's (:class:`SRTraining`) plus ``contrastive`` (the
+    [(loss options, start_iter)] of ``train.contrastive_opt``), ``grad_clip``, ``amp``, ``compile``,
+    ``accumulate``, ``channels_last`` and ``nonfinite``."""
+    contrastive: List[Tuple[Dict[str, Any], int]]
+    grad_clip: Optional[float]
+    amp: Optional[torch.dtype]
+    compile: bool
+    accumulate: int
+    channels_last: bool
+    nonfinite: NonFiniteOptions
+
+
+def contrastive_training_fields(opt: Mapping[str, Any], model_class: type) -> Dict[str, Any]:
+    """The fields of :class:`ContrastiveTraining`, read from ``opt`` for a model of ``model_class``."""
+    fields = sr_training_fields(opt, model_class)
+    train_opt = train_section(opt)
+    fields.update(
+        contrastive=parse_contrastive_opt(train_opt.get('contrastive_opt')),
+        grad_clip=parse_grad_clip(train_opt.get('grad_clip')),
+        amp=parse_train_amp(train_opt.get('amp', False)),
+        compile=parse_compile(train_opt.get('compile', False)),
+        accumulate=parse_accumulate(train_opt.get('accumulate', 1), model_class),
+        channels_last=parse_channels_last(train_opt.get('channels_last', False)),
+        nonfinite=parse_nonfinite(train_opt.get('nonfinite')))
+    check_pixel_or_perceptual(fields, model_class)
+    return fields
+
+
+def parse_contrastive_training(opt: Mapping[str, Any], model_class: Optional[type] = None) -> ContrastiveTraining:
+    """Every ``train.*`` key ContrastiveSRModel (or ``model_class``, a subclass) reads, parsed: the one reading, by
+    the model in ``init_training_settings`` and by the pre-flight check of ``basicsr train``."""
+    return ContrastiveTraining(**contrastive_training_fields(opt, model_class or ContrastiveSRModel))
 
 
 def grad_scaler(device: torch.device, amp: Optional[torch.dtype]) -> Optional[torch.amp.GradScaler]:
@@ -160,19 +185,29 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
         check_no_data_parallel(opt)
         super().__init__(opt)
 
+    @classmethod
+    def parse_training(cls, opt: Mapping[str, Any]) -> ContrastiveTraining:
+        """This class's training options (:func:`parse_contrastive_training`); a subclass with more overrides it."""
+        return parse_contrastive_training(opt, cls)
+
+    @functools.cached_property
+    def training_options(self) -> ContrastiveTraining:
+        """``parse_training(self.opt)``, read once (on first use, in ``init_training_settings``)."""
+        return self.parse_training(self.opt)
+
     def init_training_settings(self) -> None:
-        train_opt = self.opt['train']
-        contrastive_opt = train_opt.get('contrastive_opt')
-        parsed = parse_contrastive_opt(contrastive_opt)
-        self.grad_clip = parse_grad_clip(train_opt.get('grad_clip'))
-        self.amp = parse_train_amp(train_opt.get('amp', False))
-        self.accumulate = parse_accumulate(train_opt.get('accumulate', 1), type(self))
-        self.channels_last = parse_channels_last(train_opt.get('channels_last', False))
-        self.compile_networks = parse_compile(train_opt.get('compile', False))
-        self.nonfinite_guard = NonFiniteGuard(parse_nonfinite(train_opt.get('nonfinite')))
+        settings = self.training_options
+        self.grad_clip = settings.grad_clip
+        self.amp = settings.amp
+        self.accumulate = settings.accumulate
+        self.channels_last = settings.channels_last
+        self.compile_networks = settings.compile
+        self.nonfinite_guard = NonFiniteGuard(settings.nonfinite)
         super().init_training_settings()
-        self.cri_contrast = [ContrastiveTerm(build_loss(opt).to(self.device), start) for opt, start in parsed]
-        check_contrastive_blocks(contrastive_opt, [term.loss for term in self.cri_contrast],
+        self.cri_contrast = [
+            ContrastiveTerm(build_loss(opt).to(self.device), start) for opt, start in settings.contrastive
+        ]
+        check_contrastive_blocks(self.opt['train'].get('contrastive_opt'), [term.loss for term in self.cri_contrast],
                                  self.get_bare_model(self.net_g))
         self._drawn_features: Dict[int, int] = {}
         self.scaler_g = grad_scaler(self.device, self.amp)
@@ -193,6 +228,23 @@ class ContrastiveSRModel(TiledInferenceMixin, SRModel):
             get_root_logger().warning(f'train.compile: torch.compile of {label} failed ({error!r}); running it '
                                       'uncompiled')
             return net
+
+    def setup_optimizers(self) -> None:
+        """SRModel's optimizer of net_g (the parameters that require gradients), from the parsed ``train.optim_g``:
+        ``self.opt`` stays as it was (BasicSR pops ``type`` out of it)."""
+        params = []
+        for name, param in self.net_g.named_parameters():
+            if param.requires_grad:
+                params.append(param)
+            else:
+                get_root_logger().warning(f'Params {name} will not be optimized.')
+        self.optimizer_g = self.training_options.optim_g.build(self, params)
+        self.optimizers.append(self.optimizer_g)
+
+    def setup_schedulers(self) -> None:
+        """BaseModel's scheduler of every optimizer, from the parsed ``train.scheduler``."""
+        for optimizer in self.optimizers:
+            self.schedulers.append(self.training_options.scheduler.build(optimizer))
 
     def get_bare_model(self, net: nn.Module) -> nn.Module:
         """BasicSR's unwrapping (DDP, DataParallel) after removing ``torch.compile``'s wrapper, so that checkpoints,

@@ -11,8 +11,8 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
+from basicsr_nlattn.utils import validators
 from basicsr_nlattn.utils.distributed import agree_on_ranks
-from basicsr_nlattn.utils.errors import OptionError
 
 ACTIONS = ('skip', 'stop')
 GRADIENT_TERM = 'gradient'
@@ -31,17 +31,10 @@ def parse_nonfinite(value: Any) -> NonFiniteOptions:
     """``train.nonfinite`` (default ``{action: skip, max_consecutive: 10}``), validated by key."""
     if value is None:
         value = {}
-    if not isinstance(value, Mapping):
-        raise OptionError(f'train.nonfinite must be a mapping {{action: skip|stop, max_consecutive: N}}, got {value!r}')
-    unknown = sorted(set(value) - {'action', 'max_consecutive'})
-    if unknown:
-        raise OptionError(f"train.nonfinite: unknown key(s) {unknown}; allowed: ['action', 'max_consecutive']")
-    action = value.get('action', 'skip')
-    if action not in ACTIONS:
-        raise OptionError(f'train.nonfinite.action must be one of {list(ACTIONS)}, got {action!r}')
-    max_consecutive = value.get('max_consecutive', 10)
-    if isinstance(max_consecutive, bool) or not isinstance(max_consecutive, int) or max_consecutive < 0:
-        raise OptionError(f'train.nonfinite.max_consecutive must be an int >= 0, got {max_consecutive!r}')
+    validators.mapping('train.nonfinite', value, ('action', 'max_consecutive'),
+                       '{action: skip|stop, max_consecutive: N}')
+    action = validators.choice('train.nonfinite.action', value.get('action', 'skip'), ACTIONS)
+    max_consecutive = validators.int_at_least('train.nonfinite.max_consecutive', value.get('max_consecutive', 10), 0)
     return NonFiniteOptions(action, max_consecutive)
 
 

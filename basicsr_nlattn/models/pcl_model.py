@@ -3,10 +3,10 @@
 Paper: Practical Contrastive Learning for Single Image Super-Resolution (PCL-SR), Sec. III, Eq. 5-12.
 Official code: https://github.com/Aitical/PCL-SISR.
 """
-import copy
+import dataclasses
 import inspect
 from collections import OrderedDict
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 from basicsr.archs import build_network
@@ -17,10 +17,14 @@ from torch import nn
 
 from basicsr_nlattn.archs.haar_discriminator_arch import HaarDiscriminator
 from basicsr_nlattn.losses.pcl_loss import PCLContrastiveLoss
-from basicsr_nlattn.models.contrastive_sr_model import ContrastiveSRModel, grad_scaler
+from basicsr_nlattn.models.contrastive_sr_model import (ContrastiveSRModel, ContrastiveTraining,
+                                                        contrastive_training_fields, grad_scaler)
+from basicsr_nlattn.models.optimizer_options import OptimizerOptions, parse_optimizer
 from basicsr_nlattn.models.pcl_samples import (make_negatives, make_negatives_official, make_positives,
                                                make_positives_official)
+from basicsr_nlattn.models.sr_options import train_section
 from basicsr_nlattn.models.tiled_inference import autocast_to
+from basicsr_nlattn.utils import validators
 from basicsr_nlattn.utils.errors import OptionError
 
 SAMPLE_KEYS = {'num_pos': 4, 'num_neg': 4, 'start_iter': 0, 'sampling': 'paper'}
@@ -28,61 +32,70 @@ SAMPLINGS = ('paper', 'official')
 
 
 def parse_pcl_opt(pcl_opt: Any) -> Dict[str, Any]:
-    """``train.pcl_opt`` -> {'loss': loss options, 'num_pos', 'num_neg', 'start_iter'}, validated by key."""
-    pcl_opt = dict(pcl_opt or {})
-    loss_type = pcl_opt.pop('type', 'PCLContrastiveLoss')
-    if loss_type != 'PCLContrastiveLoss':
-        raise OptionError(f"train.pcl_opt.type must be 'PCLContrastiveLoss', got '{loss_type}'")
+    """``train.pcl_opt`` -> {'loss': loss options, 'num_pos', 'num_neg', 'start_iter', 'sampling'}, validated by
+    key."""
+    pcl_opt = dict(validators.mapping('train.pcl_opt', pcl_opt or {}))
+    loss_type = validators.choice('train.pcl_opt.type', pcl_opt.pop('type', 'PCLContrastiveLoss'),
+                                  ['PCLContrastiveLoss'])
     allowed = set(SAMPLE_KEYS) | set(inspect.signature(PCLContrastiveLoss).parameters)
-    unknown = sorted(set(pcl_opt) - allowed)
-    if unknown:
-        raise OptionError(f'train.pcl_opt: unknown key(s) {unknown}; allowed: {sorted(allowed | {"type"})}')
+    validators.reject_unknown_keys('train.pcl_opt', pcl_opt, allowed | {'type'})
     parsed = {key: pcl_opt.pop(key, default) for key, default in SAMPLE_KEYS.items()}
     for key in ('num_pos', 'num_neg'):
-        if not isinstance(parsed[key], int) or parsed[key] < 1:
-            raise OptionError(f'train.pcl_opt.{key} must be an int >= 1, got {parsed[key]!r}')
-    if parsed['sampling'] not in SAMPLINGS:
-        raise OptionError(f"train.pcl_opt.sampling must be one of {list(SAMPLINGS)}, got '{parsed['sampling']}'")
-    if not isinstance(parsed['start_iter'], int) or parsed['start_iter'] < 0:
-        raise OptionError(f"train.pcl_opt.start_iter must be an int >= 0, got {parsed['start_iter']!r}")
+        validators.int_at_least(f'train.pcl_opt.{key}', parsed[key], 1)
+    validators.choice('train.pcl_opt.sampling', parsed['sampling'], SAMPLINGS)
+    validators.int_at_least('train.pcl_opt.start_iter', parsed['start_iter'], 0)
     parsed['loss'] = {'type': loss_type, **pcl_opt}
     return parsed
 
 
-class PCLTraining(NamedTuple):
-    """PCLModel's training options, parsed: ``pcl`` as :func:`parse_pcl_opt` returns it, then ``train.freeze_d``,
-    ``net_d_iters``, ``net_d_init_iters`` and ``discriminator_samples``."""
+@dataclasses.dataclass(frozen=True)
+class PCLTraining(ContrastiveTraining):
+    """PCLModel's training options, parsed: ContrastiveSRModel's (:class:`ContrastiveTraining`) plus ``pcl`` as
+    :func:`parse_pcl_opt` returns it, then ``train.freeze_d``, ``net_d_iters``, ``net_d_init_iters``,
+    ``discriminator_samples``, ``optim_d`` (None with ``freeze_d``) and ``discriminator_opt`` (D's loss)."""
     pcl: Dict[str, Any]
     freeze_d: bool
     net_d_iters: int
     net_d_init_iters: int
     discriminator_samples: bool
+    optim_d: Optional[OptimizerOptions]
+    discriminator_opt: Mapping[str, Any]
 
 
-def parse_pcl_training(opt: Dict[str, Any]) -> PCLTraining:
-    """PCLModel's options (``train.pcl_opt``, ``train.freeze_d``, ...) read and checked against ``network_d``,
-    ``train.optim_d`` and ``path.pretrain_network_d``: the one reading, by the model and by the pre-flight check of
-    ``basicsr train``."""
-    train_opt = opt['train']
-    settings = PCLTraining(
-        pcl=parse_pcl_opt(train_opt.get('pcl_opt')),
-        freeze_d=bool(train_opt.get('freeze_d', False)),
-        net_d_iters=train_opt.get('net_d_iters', 1),
-        net_d_init_iters=train_opt.get('net_d_init_iters', 0),
-        discriminator_samples=bool(train_opt.get('discriminator_samples', False)))
+def parse_pcl_training(opt: Mapping[str, Any], model_class: Optional[type] = None) -> PCLTraining:
+    """PCLModel's options (ContrastiveSRModel's, ``train.pcl_opt``, ``train.freeze_d``, ...) read and checked
+    against ``network_d``, ``train.optim_d`` and ``path.pretrain_network_d``: the one reading, by the model and by
+    the pre-flight check of ``basicsr train``."""
+    model_class = model_class or PCLModel
+    fields = contrastive_training_fields(opt, model_class)
+    train_opt = train_section(opt)
+    pcl = parse_pcl_opt(train_opt.get('pcl_opt'))
+    freeze_d = validators.boolean('train.freeze_d', train_opt.get('freeze_d', False))
     if 'network_d' not in opt:
         raise OptionError('network_d: PCLModel needs an embedding network, e.g. network_d: {type: HaarDiscriminator}')
-    if not settings.freeze_d and 'optim_d' not in train_opt:
+    if not freeze_d and 'optim_d' not in train_opt:
         raise OptionError('train.optim_d: PCLModel trains network_d; give its optimizer (or set train.freeze_d)')
-    if settings.freeze_d and (opt.get('path') or {}).get('pretrain_network_d') is None:
-        raise OptionError('train.freeze_d needs path.pretrain_network_d: a fixed embedding must be pretrained')
-    return settings
+    if freeze_d and (opt.get('path') or {}).get('pretrain_network_d') is None:
+        raise OptionError('train.freeze_d: needs path.pretrain_network_d (a fixed embedding must be pretrained), '
+                          'got true')
+    discriminator_opt = train_opt.get('discriminator_opt') or {'type': 'ContrastiveDiscriminatorLoss'}
+    validators.typed_mapping('train.discriminator_opt', discriminator_opt, 'a loss')
+    return PCLTraining(
+        **fields,
+        pcl=pcl,
+        freeze_d=freeze_d,
+        net_d_iters=validators.int_at_least('train.net_d_iters', train_opt.get('net_d_iters', 1), 1),
+        net_d_init_iters=validators.int_at_least('train.net_d_init_iters', train_opt.get('net_d_init_iters', 0), 0),
+        discriminator_samples=validators.boolean('train.discriminator_samples',
+                                                 train_opt.get('discriminator_samples', False)),
+        optim_d=None if freeze_d else parse_optimizer('train.optim_d', train_opt.get('optim_d'), model_class),
+        discriminator_opt=discriminator_opt)
 
 
 def check_embedding_network(opt: Dict[str, Any], net_d: nn.Module) -> None:
     """``network_d`` (built, unwrapped; on the meta device in the pre-flight check) is a HaarDiscriminator."""
     if not isinstance(net_d, HaarDiscriminator):
-        raise OptionError(f"network_d.type must be HaarDiscriminator, got '{opt['network_d'].get('type')}'")
+        raise OptionError(f"network_d.type: must be HaarDiscriminator, got '{opt['network_d'].get('type')}'")
 
 
 @MODEL_REGISTRY.register()
@@ -120,9 +133,12 @@ class PCLModel(ContrastiveSRModel):
     """
     accumulates_gradients = False
 
+    @classmethod
+    def parse_training(cls, opt: Mapping[str, Any]) -> PCLTraining:
+        return parse_pcl_training(opt, cls)
+
     def init_training_settings(self) -> None:
-        train_opt = self.opt['train']
-        settings = parse_pcl_training(self.opt)
+        settings = self.training_options
         self.pcl, self.freeze_d = settings.pcl, settings.freeze_d
         self.net_d_iters, self.net_d_init_iters = settings.net_d_iters, settings.net_d_init_iters
         self.discriminator_samples = settings.discriminator_samples
@@ -136,7 +152,7 @@ class PCLModel(ContrastiveSRModel):
                               self.opt['path'].get('param_key_d', 'params'))
         self.cri_pcl = build_loss(self.pcl['loss']).to(self.device)
         self.cri_pcl.check_layers(bare_d.num_features)
-        self.cri_d = build_loss(train_opt.get('discriminator_opt') or {'type': 'ContrastiveDiscriminatorLoss'})
+        self.cri_d = build_loss(settings.discriminator_opt)
         self.net_d.train()
         self._pcl_samples: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         super().init_training_settings()
@@ -155,8 +171,7 @@ class PCLModel(ContrastiveSRModel):
     def setup_optimizers(self) -> None:
         super().setup_optimizers()
         if not self.freeze_d:
-            optim_d = copy.deepcopy(self.opt['train']['optim_d'])
-            self.optimizer_d = self.get_optimizer(optim_d.pop('type'), self.net_d.parameters(), **optim_d)
+            self.optimizer_d = self.training_options.optim_d.build(self, self.net_d.parameters())
             self.optimizers.append(self.optimizer_d)
 
     def make_samples(self, current_iter: int) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from basicsr_nlattn.models.self_ensemble import self_ensemble_forward
-from basicsr_nlattn.utils.errors import OptionError
+from basicsr_nlattn.utils import validators
 
 TILE_KEYS = {'tile': {'mode', 'size', 'overlap'}, 'chop': {'mode', 'shave', 'min_size'}}
 
@@ -22,28 +22,20 @@ def parse_tile_options(tile_opt: Optional[Dict[str, Any]]) -> Optional[Dict[str,
     """Validate ``val.tile`` and fill its defaults; None means whole-image inference."""
     if tile_opt is None:
         return None
-    if not isinstance(tile_opt, dict):
-        raise OptionError(f'val.tile must be a mapping like {{size: 64, overlap: 16}} or {{mode: chop}}, got '
-                          f'{tile_opt!r}')
-    mode = tile_opt.get('mode', 'tile')
-    if mode not in TILE_KEYS:
-        raise OptionError(f"val.tile.mode must be one of {sorted(TILE_KEYS)}, got '{mode}'")
-    unknown = sorted(set(tile_opt) - TILE_KEYS[mode])
-    if unknown:
-        raise OptionError(f"val.tile: unknown key(s) {unknown} for mode '{mode}'; allowed: {sorted(TILE_KEYS[mode])}")
+    validators.mapping('val.tile', tile_opt, example='{size: 64, overlap: 16} or {mode: chop}')
+    mode = validators.choice('val.tile.mode', tile_opt.get('mode', 'tile'), sorted(TILE_KEYS))
+    validators.reject_unknown_keys('val.tile', tile_opt, TILE_KEYS[mode], f" for mode '{mode}'")
     if mode == 'tile':
-        parsed = {'mode': mode, 'size': tile_opt.get('size'), 'overlap': tile_opt.get('overlap', 0)}
-        if not isinstance(parsed['size'], int) or parsed['size'] < 1:
-            raise OptionError(f"val.tile.size must be an int >= 1 (LR pixels), got {parsed['size']!r}")
-        if not isinstance(parsed['overlap'], int) or parsed['overlap'] < 0:
-            raise OptionError(f"val.tile.overlap must be an int >= 0 (LR pixels), got {parsed['overlap']!r}")
-        return parsed
-    parsed = {'mode': mode, 'shave': tile_opt.get('shave', 10), 'min_size': tile_opt.get('min_size', 120000)}
-    if not isinstance(parsed['shave'], int) or parsed['shave'] < 0:
-        raise OptionError(f"val.tile.shave must be an int >= 0, got {parsed['shave']!r}")
-    if not isinstance(parsed['min_size'], int) or parsed['min_size'] < 1:
-        raise OptionError(f"val.tile.min_size must be an int >= 1, got {parsed['min_size']!r}")
-    return parsed
+        return {
+            'mode': mode,
+            'size': validators.int_at_least('val.tile.size', tile_opt.get('size'), 1, ' (LR pixels)'),
+            'overlap': validators.int_at_least('val.tile.overlap', tile_opt.get('overlap', 0), 0, ' (LR pixels)')
+        }
+    return {
+        'mode': mode,
+        'shave': validators.int_at_least('val.tile.shave', tile_opt.get('shave', 10), 0),
+        'min_size': validators.int_at_least('val.tile.min_size', tile_opt.get('min_size', 120000), 1)
+    }
 
 
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -54,9 +46,7 @@ def parse_amp(key: str, value: Any) -> Optional[torch.dtype]:
     (float32). Callers default a missing key to false."""
     if value is False:
         return None
-    if isinstance(value, str) and value in AMP_DTYPES:
-        return AMP_DTYPES[value]
-    raise OptionError(f"{key} must be one of 'bf16', 'fp16' or false, got {value!r}")
+    return AMP_DTYPES[validators.choice(key, value, list(AMP_DTYPES), ' or false')]
 
 
 def autocast_to(device: torch.device, dtype: Optional[torch.dtype]) -> torch.autocast:
@@ -66,9 +56,7 @@ def autocast_to(device: torch.device, dtype: Optional[torch.dtype]) -> torch.aut
 
 def parse_self_ensemble(value: Any) -> bool:
     """Validate ``val.self_ensemble`` (callers default a missing key to false)."""
-    if not isinstance(value, bool):
-        raise OptionError(f'val.self_ensemble must be true or false, got {value!r}')
-    return value
+    return validators.boolean('val.self_ensemble', value)
 
 
 def tiled_forward(net: nn.Module, lq: Tensor, scale: int, size: int, overlap: int) -> Tensor:

@@ -12,23 +12,26 @@ import contextlib
 import copy
 import difflib
 import re
-from os import path as osp
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 from torch import nn
 
-from basicsr_nlattn.data import parse_skip_bad
-from basicsr_nlattn.models.contrastive_sr_model import (ContrastiveSRModel, check_contrastive_blocks,
-                                                        check_no_data_parallel, contrastive_opt_key, parse_accumulate,
-                                                        parse_channels_last, parse_compile, parse_contrastive_opt,
-                                                        parse_grad_clip, parse_train_amp)
-from basicsr_nlattn.models.nonfinite import parse_nonfinite
-from basicsr_nlattn.models.pcl_model import PCLModel, check_embedding_network, parse_pcl_training
+from basicsr_nlattn.data.dataset_options import parse_dataset_options
+from basicsr_nlattn.models.contrastive_sr_model import (ContrastiveSRModel, ContrastiveTraining,
+                                                        check_contrastive_blocks, check_no_data_parallel,
+                                                        contrastive_opt_key)
+from basicsr_nlattn.models.pcl_model import PCLTraining, check_embedding_network
+from basicsr_nlattn.models.sr_options import parse_sr_validation
 from basicsr_nlattn.models.tiled_inference import parse_amp, parse_self_ensemble, parse_tile_options
+from basicsr_nlattn.models.training_options import parse_training
+from basicsr_nlattn.tools.launch_options import check_launch_options
+from basicsr_nlattn.tools.network_scale import check_network_scale
 from basicsr_nlattn.tools.paper_results import paper_row_name
-from basicsr_nlattn.training.resume import parse_keep_states
+from basicsr_nlattn.tools.path_check import check_checkpoint_paths, check_dataset_files
+from basicsr_nlattn.training.run_options import parse_run_options
+from basicsr_nlattn.utils import validators
 from basicsr_nlattn.utils.errors import OptionError
 
 # 'ENLCA.amplification must be > 0, got -1' or 'WithAttention.base.type: ...': the class, the argument, the rest.
@@ -38,7 +41,8 @@ _ARGUMENT_MESSAGE = re.compile(
 # The TypeError of a call whose keyword arguments do not fit the signature (unknown, missing, repeated).
 _SIGNATURE_MESSAGE = re.compile(r'[\w.]+\(\) (got an unexpected keyword argument|missing \d+ required|got multiple '
                                 r'values for argument|takes \d+)')
-# train.*_opt read by a model's own parser (below), and the one loss that is not built here: it loads VGG weights.
+# train.*_opt built from a model's parsed options (below), and the one loss that is not built here: it loads VGG
+# weights.
 _PARSED_LOSSES = ('contrastive_opt', 'pcl_opt')
 _TYPE_ONLY_LOSSES = ('perceptual_opt', )
 
@@ -71,60 +75,27 @@ def _typed_entries(opt: Dict[str, Any]) -> Iterator[Tuple[str, Any, str]]:
             yield f'{key}.type', value.get('type'), 'arch'
     for phase, dataset_opt in (opt.get('datasets') or {}).items():
         yield f'datasets.{phase}.type', dataset_opt.get('type'), 'dataset'
-    for key, value in (opt.get('train') or {}).items():
+    train_opt = opt.get('train') or {}
+    for key in train_opt:  # the losses only: a key is read when a check needs its value
+        if not key.endswith('_opt'):
+            continue
+        value = train_opt[key]
         entries: List[Any] = value if isinstance(value, list) else [value]
         for index, entry in enumerate(entries):
-            if key.endswith('_opt') and isinstance(entry, dict) and 'type' in entry:
+            if isinstance(entry, dict) and 'type' in entry:
                 suffix = f'[{index}]' if isinstance(value, list) else ''
                 yield f'train.{key}{suffix}.type', entry['type'], 'loss'
-    for name, metric_opt in ((opt.get('val') or {}).get('metrics') or {}).items():
-        yield f'val.metrics.{name}.type', metric_opt.get('type'), 'metric'
+    metrics = (opt.get('val') or {}).get('metrics')
+    if isinstance(metrics, Mapping):  # else its parser says what it must be
+        for name in metrics:
+            if isinstance(metrics[name], Mapping) and 'type' in metrics[name]:
+                yield f'val.metrics.{name}.type', metrics[name]['type'], 'metric'
 
 
 def _check_paths(opt: Dict[str, Any]) -> None:
-    for phase, dataset_opt in (opt.get('datasets') or {}).items():
-        for key in ('dataroot_gt', 'dataroot_lq'):
-            folder = dataset_opt.get(key)
-            if folder is not None and not osp.exists(folder):
-                raise OptionError(f"datasets.{phase}.{key}: folder '{folder}' does not exist "
-                                  f'(relative paths are read from {osp.abspath(".")})')
-        meta_info_file = dataset_opt.get('meta_info_file')
-        if meta_info_file is not None and not osp.isfile(meta_info_file):
-            raise OptionError(f"datasets.{phase}.meta_info_file: file '{meta_info_file}' does not exist")
-        if (dataset_opt.get('io_backend') or {}).get('type') == 'lmdb':
-            _check_lmdb_pair(phase, dataset_opt)
-    for key, value in (opt.get('path') or {}).items():
-        if key.startswith('pretrain_network') and value is not None and not osp.isfile(value):
-            raise OptionError(f"path.{key}: checkpoint '{value}' does not exist")
-    resume_state = (opt.get('path') or {}).get('resume_state')
-    if resume_state is not None and not opt.get('auto_resume') and not osp.isfile(resume_state):
-        raise OptionError(f"path.resume_state: training state '{resume_state}' does not exist")
-
-
-def _lmdb_keys(key: str, folder: str) -> List[str]:
-    if not folder.endswith('.lmdb'):
-        raise OptionError(f"{key}: '{folder}' is read with io_backend lmdb, so it must be an LMDB folder ending in "
-                          "'.lmdb' (for a folder of images use io_backend: {type: disk})")
-    meta_info = osp.join(folder, 'meta_info.txt')
-    if not osp.isfile(meta_info):
-        raise OptionError(f"{key}: LMDB '{folder}' has no meta_info.txt, which BasicSR reads for its keys (made by "
-                          'scripts/prepare_div2k.py or basicsr.utils.lmdb_util.make_lmdb_from_imgs)')
-    with open(meta_info, encoding='utf-8') as file:
-        return sorted(line.split(' ')[0] for line in file if line.strip())
-
-
-def _check_lmdb_pair(phase: str, dataset_opt: Dict[str, Any]) -> None:
-    """Both LMDBs of a paired set have meta_info.txt and the same keys (BasicSR pairs them by key)."""
-    keys = {}
-    for key in ('dataroot_gt', 'dataroot_lq'):
-        if dataset_opt.get(key) is not None:
-            keys[key] = _lmdb_keys(f'datasets.{phase}.{key}', dataset_opt[key])
-    if len(keys) == 2 and keys['dataroot_gt'] != keys['dataroot_lq']:
-        only_gt = sorted(set(keys['dataroot_gt']) - set(keys['dataroot_lq']))[:3]
-        only_lq = sorted(set(keys['dataroot_lq']) - set(keys['dataroot_gt']))[:3]
-        raise OptionError(f"datasets.{phase}.dataroot_lq: the keys of '{dataset_opt['dataroot_lq']}' differ from "
-                          f"those of '{dataset_opt['dataroot_gt']}' ({len(keys['dataroot_lq'])} vs "
-                          f"{len(keys['dataroot_gt'])}; only in gt: {only_gt}, only in lq: {only_lq})")
+    """The files the options name: dataset folders and LMDBs, checkpoints (:mod:`.path_check`)."""
+    check_dataset_files(opt)
+    check_checkpoint_paths(opt)
 
 
 def _located_message(key: str, options: Mapping[str, Any], message: str) -> str:
@@ -145,12 +116,13 @@ def _located_message(key: str, options: Mapping[str, Any], message: str) -> str:
 
 @contextlib.contextmanager
 def _constructor_errors_at(key: str, options: Mapping[str, Any]) -> Iterator[None]:
-    """Inside the block, a constructor's ValueError (OptionError included) or TypeError (arguments that do not fit
-    its signature, or a value of the wrong type such as ``amplification: abc``) is re-raised as an OptionError that
-    starts with ``key`` (see :func:`_located_message`)."""
+    """Inside the block, a constructor's ValueError (OptionError included), NotImplementedError (BasicSR's way to
+    refuse a value, e.g. GANLoss's ``gan_type``) or TypeError (arguments that do not fit its signature, or a value of
+    the wrong type such as ``amplification: abc``) is re-raised as an OptionError that starts with ``key`` (see
+    :func:`_located_message`)."""
     try:
         yield
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, NotImplementedError) as error:
         message = str(error)
         if isinstance(error, TypeError) and not _SIGNATURE_MESSAGE.match(message):
             message = f'a value of the wrong type ({message})'
@@ -196,50 +168,35 @@ def _build_loss(key: str, loss_opt: Dict[str, Any]) -> nn.Module:
 
 def _check_losses(train_opt: Dict[str, Any]) -> None:
     """Build every ``train.*_opt`` loss (a list too) except those a model parses itself and ``perceptual_opt``."""
-    for key, value in train_opt.items():
+    for key in train_opt:
         if not key.endswith('_opt') or key in _PARSED_LOSSES + _TYPE_ONLY_LOSSES:
             continue
+        value = train_opt[key]
         entries: List[Any] = value if isinstance(value, list) else [value]
         for index, entry in enumerate(entries):
             if isinstance(entry, dict) and 'type' in entry:
                 _build_loss(f'train.{key}' + (f'[{index}]' if isinstance(value, list) else ''), entry)
 
 
-def _check_model_training(opt: Dict[str, Any], net_g: nn.Module, net_d: Optional[nn.Module]) -> None:
-    """What our models read in ``init_training_settings``, by their own parsers: ``train.contrastive_opt`` (its
-    losses built and their blocks found in ``net_g``), ``train.grad_clip``, ``train.amp``, ``train.compile``,
-    ``train.accumulate``, ``train.channels_last`` and ``train.nonfinite`` for ContrastiveSRModel and its subclasses;
-    ``train.pcl_opt`` (its loss built, its layers found in ``net_d``), ``train.optim_d``, ``train.freeze_d`` and
-    ``network_d`` for PCLModel."""
-    model_class = MODEL_REGISTRY.get(opt['model_type'])
-    train_opt = opt.get('train') or {}
-    if issubclass(model_class, ContrastiveSRModel):
-        contrastive_opt = train_opt.get('contrastive_opt')
+def _check_model_training(opt: Dict[str, Any], model_class: type, net_g: nn.Module, net_d: Optional[nn.Module]) -> None:
+    """The training options of ``model_class``, read by the parser its class (or the nearest class of its MRO) has:
+    BasicSR's SRModel and SRGANModel (optimizers, scheduler, losses, EMA, the discriminator's schedule), ours
+    (ContrastiveSRModel's and PCLModel's own keys besides). Then what needs the networks: the blocks each contrastive
+    loss reads in ``net_g``, PCL's embedding network and its layers."""
+    settings = parse_training(opt, model_class)
+    if isinstance(settings, ContrastiveTraining):
+        contrastive_opt = opt['train'].get('contrastive_opt')
         losses = [
             _build_loss(contrastive_opt_key(contrastive_opt, index), loss_opt)
-            for index, (loss_opt, _) in enumerate(parse_contrastive_opt(contrastive_opt))
+            for index, (loss_opt, _) in enumerate(settings.contrastive)
         ]
         check_contrastive_blocks(contrastive_opt, losses, net_g)
-        parse_grad_clip(train_opt.get('grad_clip'))
-        parse_train_amp(train_opt.get('amp', False))
-        parse_compile(train_opt.get('compile', False))
-        parse_accumulate(train_opt.get('accumulate', 1), model_class)
-        parse_channels_last(train_opt.get('channels_last', False))
-        parse_nonfinite(train_opt.get('nonfinite'))
-    if issubclass(model_class, PCLModel):
-        loss_opt = parse_pcl_training(opt).pcl['loss']  # raises first when network_d is missing
+    if isinstance(settings, PCLTraining):
         check_embedding_network(opt, net_d)
+        loss_opt = settings.pcl['loss']
         cri_pcl = _build_loss('train.pcl_opt', loss_opt)
         with _constructor_errors_at('train.pcl_opt', loss_opt):
             cri_pcl.check_layers(net_d.num_features)
-
-
-def _check_long_run_options(opt: Dict[str, Any]) -> None:
-    """What ``basicsr train``'s loop reads for any model: ``logger.keep_states`` and ``datasets.*.skip_bad`` (with
-    ``skip_bad_max_fraction``)."""
-    parse_keep_states((opt.get('logger') or {}).get('keep_states'))
-    for phase, dataset_opt in (opt.get('datasets') or {}).items():
-        parse_skip_bad(phase, dataset_opt or {})
 
 
 def _check_inference_options(opt: Dict[str, Any]) -> None:
@@ -251,52 +208,94 @@ def _check_inference_options(opt: Dict[str, Any]) -> None:
     parse_amp('val.amp', val_opt.get('amp', False))
 
 
+def _check_scale(opt: Dict[str, Any]) -> Optional[int]:
+    """``scale``: absent (each set may give its own) or an int >= 1."""
+    if opt.get('scale') is None:
+        return None
+    return validators.int_at_least('scale', opt['scale'], 1, ' (the upscaling factor)')
+
+
+def _check_datasets(opt: Dict[str, Any]) -> None:
+    """The phases the pipeline reads (``train`` and ``val*`` in training, ``test*`` and ``val*`` in testing) and
+    each set's options (:func:`~basicsr_nlattn.data.dataset_options.parse_dataset_options`)."""
+    is_train = bool(opt.get('is_train'))
+    datasets = opt.get('datasets') or {}
+    if is_train and 'train' not in datasets:
+        raise OptionError(f'datasets.train: basicsr train needs a training set, got the sets {list(datasets)}')
+    scale = _check_scale(opt)
+    for phase in datasets:
+        prefix = phase.split('_')[0]
+        known = (phase == 'train' or prefix == 'val') if is_train else prefix in ('test', 'val')
+        if not known:
+            names = "'train' or 'val*'" if is_train else "'test*' or 'val*'"
+            raise OptionError(f"datasets.{phase}: must be named {names} (the phase the pipeline reads), got '{phase}'")
+        parse_dataset_options(phase, datasets[phase], scale, is_train and phase == 'train')
+
+
+def check_option_file(opt: Dict[str, Any], is_train: bool) -> None:
+    """What ``basicsr train|test`` check on the option file as read, before BasicSR's ``parse_options`` acts on it
+    (seeds, a slurm process group): :func:`~basicsr_nlattn.tools.launch_options.check_launch_options`.
+
+    Args:
+        opt (dict): The option file as read by ``load_option_file``.
+        is_train (bool): ``basicsr train`` (else ``basicsr test``).
+    """
+    check_launch_options(opt, is_train)
+
+
 def check_options(opt: Dict[str, Any]) -> None:
     """Raise OptionError for the first option of a ``basicsr train`` or ``basicsr test`` run that cannot work.
 
-    Checked, in order: ``name``; ``model_type``, every ``network_*.type``, ``datasets.*.type``, ``train.*_opt.type``
-    and ``val.metrics.*.type`` are registered (the message lists the registered names); our models refuse
-    ``num_gpu > 1`` without a launcher (DataParallel); ``network_g`` is built on
-    the meta device (:func:`build_network_on_meta`); in training, ``network_d`` too, every ``train.*_opt`` loss is
-    built (``perceptual_opt``: its type only, it loads VGG weights), and our models' own options are parsed by
-    their parsers (``train.contrastive_opt`` with the blocks its losses need in ``network_g``,
-    ``train.grad_clip``, ``train.amp``, ``train.compile``, ``train.accumulate``, ``train.channels_last``,
-    ``train.nonfinite``, ``train.pcl_opt`` with ``network_d`` and ``train.optim_d``), ``logger.keep_states`` and
-    ``datasets.*.skip_bad``; ``val.tile``, ``val.self_ensemble``, ``val.amp``
-    and ``val.compare_to_paper`` parse; dataset folders, ``meta_info_file``, ``path.pretrain_network_*`` and
-    ``path.resume_state`` exist; LMDB datasets have ``meta_info.txt`` and, paired, the same keys.
+    Checked, in order (``docs/training.md``, "Bad input", lists every key with its test): what ``parse_options``
+    reads (``name``, ``num_gpu``, ``path``, ``datasets``, ``logger``, ``manual_seed``, ``dist_params``); ``model_type``,
+    every ``network_*.type``, ``datasets.*.type``, ``train.*_opt.type`` and ``val.metrics.*.type`` are registered;
+    our models refuse ``num_gpu > 1`` without a launcher (DataParallel); ``network_g`` is built on the meta device
+    (:func:`build_network_on_meta`) and must upscale by ``scale``; in training, ``network_d`` too, every
+    ``train.*_opt`` loss is built (``perceptual_opt``: its type only, it loads VGG weights), the model class's
+    training options are parsed by its parser (found along its MRO: BasicSR's SRModel and SRGANModel, our
+    ContrastiveSRModel and PCLModel), and so are the loop's (``train.total_iter``, ``train.warmup_iter``,
+    ``logger.*``, ``val.val_freq``); ``val`` (``save_img``, ``metrics``, ``suffix``, ``pbar``, ``tile``,
+    ``self_ensemble``, ``amp``, ``compare_to_paper``); the datasets' loader and patch options; dataset folders,
+    ``meta_info_file``, LMDBs, and the checkpoints of ``path.pretrain_network_*`` and ``path.resume_state`` exist
+    and are readable. Nothing of ``opt`` is changed.
 
     Args:
         opt (dict): The option dictionary after BasicSR's ``parse_options`` (``is_train`` set).
     """
-    if not opt.get('name'):
-        raise OptionError('name: every option file needs a name (it names the experiment folder)')
+    is_train = bool(opt.get('is_train'))
+    check_launch_options(opt, is_train)
     for key, name, kind in _typed_entries(opt):
         _check_registered(key, name, kind)
-    if issubclass(MODEL_REGISTRY.get(opt['model_type']), ContrastiveSRModel):
+    model_class = MODEL_REGISTRY.get(opt['model_type'])
+    if issubclass(model_class, ContrastiveSRModel):
         check_no_data_parallel(opt)
     net_g = build_network_on_meta(opt, 'network_g')
-    if opt.get('is_train'):
+    _check_scale(opt)
+    check_network_scale(opt, net_g)
+    if is_train:
         net_d = build_network_on_meta(opt, 'network_d') if 'network_d' in opt else None
         _check_losses(opt.get('train') or {})
-        _check_model_training(opt, net_g, net_d)
-        _check_long_run_options(opt)
+        _check_model_training(opt, model_class, net_g, net_d)
+        parse_run_options(opt)
+    if not is_train or opt.get('val') is not None:  # basicsr test reads val.save_img; training may go without val
+        parse_sr_validation(opt.get('val'), is_train)
     _check_inference_options(opt)
     paper_row_name(opt)
+    _check_datasets(opt)
     _check_paths(opt)
 
 
 def check_inference_options(opt: Dict[str, Any]) -> None:
     """The part of :func:`check_options` that ``basicsr infer`` reads from an option file (before it writes
-    anything): ``scale``, ``network_g`` (built on the meta device), ``val.tile`` and ``val.self_ensemble``.
+    anything): ``scale``, ``network_g`` (built on the meta device, upscaling by ``scale``), ``val.tile`` and
+    ``val.self_ensemble``.
 
     Args:
         opt (dict): The option file as read by ``load_option_file``.
     """
-    scale = opt.get('scale')
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise OptionError(f'scale: the upscaling factor must be an int >= 1, got {scale!r}')
-    build_network_on_meta(opt, 'network_g')
+    validators.int_at_least('scale', opt.get('scale'), 1, ' (the upscaling factor)')
+    net_g = build_network_on_meta(opt, 'network_g')
+    check_network_scale(opt, net_g)
     _check_inference_options(opt)
 
 

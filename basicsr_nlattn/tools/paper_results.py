@@ -3,7 +3,7 @@ markdown table that ``basicsr test`` ends with: every tested set beside the pape
 """
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-from basicsr_nlattn.utils.errors import OptionError
+from basicsr_nlattn.utils import validators
 
 BENCHMARKS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
 DATASET_ALIASES = {'BSD100': 'B100', 'BSDS100': 'B100'}
@@ -52,9 +52,7 @@ def paper_row_name(opt: Dict[str, Any]) -> Optional[str]:
     networks = sorted({network for network, _ in PUBLISHED})
     if name is False or name is None:
         return None
-    if name not in networks:
-        raise OptionError(f'val.compare_to_paper must be one of {networks} or false, got {name!r}')
-    return name
+    return validators.choice('val.compare_to_paper', name, networks, ' or false')
 
 
 def _signed(value: float, digits: int) -> str:

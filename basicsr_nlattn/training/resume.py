@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from basicsr_nlattn.utils import validators
 from basicsr_nlattn.utils.checkpoint_files import readable_checkpoint
 from basicsr_nlattn.utils.errors import OptionError
 
@@ -110,6 +111,4 @@ def parse_keep_states(value: Any) -> Optional[int]:
     """``logger.keep_states`` (default: all, BasicSR's behaviour) -> the number of training states kept, or None."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise OptionError(f'logger.keep_states must be an int >= 1 (or absent: keep all), got {value!r}')
-    return value
+    return validators.int_at_least('logger.keep_states', value, 1, ' (or absent: keep all)')

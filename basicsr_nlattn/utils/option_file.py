@@ -7,6 +7,16 @@ import yaml
 from basicsr_nlattn.utils.errors import OptionError
 
 
+def yaml_error_line(path: str, error: yaml.YAMLError) -> str:
+    """``'<path>' line L, column C: <problem>`` (one line) for a YAML error of the file ``path``."""
+    mark = getattr(error, 'problem_mark', None)
+    problem = getattr(error, 'problem', None) or str(error)
+    context = getattr(error, 'context', None)
+    where = f' line {mark.line + 1}, column {mark.column + 1}' if mark is not None else ''
+    what = f'{problem} ({context})' if context else problem
+    return ' '.join(f"'{path}'{where}: {what}".split())
+
+
 def load_option_file(option_file: str) -> Dict[str, Any]:
     """Read an option YAML file as BasicSR does; a missing, unreadable or non-mapping file raises OptionError."""
     from basicsr.utils.options import ordered_yaml  # here, not at the top: compat imports this before basicsr works
@@ -16,7 +26,7 @@ def load_option_file(option_file: str) -> Dict[str, Any]:
         with open(option_file, encoding='utf-8') as file:
             opt = yaml.load(file, Loader=ordered_yaml()[0])
     except yaml.YAMLError as error:
-        raise OptionError(f"-opt: option file '{option_file}' is not valid YAML: {error}") from error
+        raise OptionError(f'-opt: {yaml_error_line(option_file, error)}') from error
     if not isinstance(opt, dict):
         raise OptionError(f"-opt: option file '{option_file}' must hold a mapping of options, got {type(opt).__name__}")
     return opt

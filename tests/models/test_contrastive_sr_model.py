@@ -120,13 +120,13 @@ def test_grad_clip_clips_the_gradient_norm_of_the_g_step():
 
 @pytest.mark.parametrize('grad_clip', [0, -1.0, '1.0', True, float('nan')])
 def test_bad_grad_clip(grad_clip):
-    message = f'train.grad_clip must be a number > 0, got {grad_clip!r}'
+    message = f'train.grad_clip: must be a number > 0, got {grad_clip!r}'
     with pytest.raises(ValueError, match=re.escape(message)):
         ContrastiveSRModel(model_options(CONTRAST, grad_clip=grad_clip))
 
 
-NOT_CONTRASTIVE = (r'train.contrastive_opt.type must be a contrastive loss, one of '
-                   r"\['CCAContrastiveLoss', 'CCASparsityLoss', 'ENLCAContrastiveLoss'\], got 'L1Loss'")
+NOT_CONTRASTIVE = (r"train.contrastive_opt.type: must be one of \['CCAContrastiveLoss', 'CCASparsityLoss', "
+                   r"'ENLCAContrastiveLoss'\] \(a contrastive loss\), got 'L1Loss'")
 
 
 @pytest.mark.parametrize('contrastive_opt, network_g, match', [
@@ -135,7 +135,7 @@ NOT_CONTRASTIVE = (r'train.contrastive_opt.type must be a contrastive loss, one 
     }, None, r"train.contrastive_opt: unknown key\(s\) \['n3'\] for ENLCAContrastiveLoss"),
     ([CONTRAST, {
         **CONTRAST, 'start_iter': -5
-    }], None, r'train.contrastive_opt\[1\].start_iter must be an int >= 0'),
+    }], None, r'train.contrastive_opt\[1\].start_iter: must be an int >= 0'),
     ({
         'type': 'L1Loss'
     }, None, NOT_CONTRASTIVE),

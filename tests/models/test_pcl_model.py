@@ -160,12 +160,12 @@ def test_save_and_resume_restore_d_and_both_optimizers(tmp_path):
         'pcl_opt': {
             'num_pos': 0
         }
-    }, r'train.pcl_opt.num_pos must be an int >= 1, got 0'),
+    }, r'train.pcl_opt.num_pos: must be an int >= 1, got 0'),
     ({
         'pcl_opt': {
             'num_neg': 0
         }
-    }, r'train.pcl_opt.num_neg must be an int >= 1, got 0'),
+    }, r'train.pcl_opt.num_neg: must be an int >= 1, got 0'),
     ({
         'pcl_opt': {
             'layers': [0, 9]
@@ -178,10 +178,10 @@ def test_save_and_resume_restore_d_and_both_optimizers(tmp_path):
     }, r"train.pcl_opt: unknown key\(s\) \['temperature'\]"),
     ({
         'freeze_d': True
-    }, 'train.freeze_d needs path.pretrain_network_d'),
+    }, 'train.freeze_d: needs path.pretrain_network_d'),
     ({
         'grad_clip': 0
-    }, 'train.grad_clip must be a number > 0, got 0'),
+    }, 'train.grad_clip: must be a number > 0, got 0'),
 ])
 def test_bad_pcl_options(tmp_path, change, match):
     options = pcl_options(tmp_path)

@@ -180,7 +180,7 @@ def test_val_amp_runs_the_test_under_autocast_and_returns_float32():
 def test_bad_amp(key, value):
     options = enlcn_options()
     options[key] = {**options[key], 'amp': value}
-    message = f"{key}.amp must be one of 'bf16', 'fp16' or false, got {value!r}"
+    message = f"{key}.amp: must be one of ['bf16', 'fp16'] or false, got {value!r}"
     with pytest.raises(OptionError, match=re.escape(message)):
         ContrastiveSRModel(options)
 
@@ -236,7 +236,7 @@ def test_a_failing_compile_is_logged_and_the_network_runs_uncompiled(monkeypatch
 
 
 def test_bad_compile():
-    with pytest.raises(OptionError, match="train.compile must be true or false, got 'yes'"):
+    with pytest.raises(OptionError, match="train.compile: must be true or false, got 'yes'"):
         ContrastiveSRModel(enlcn_options(compile='yes'))
 
 
@@ -279,12 +279,12 @@ def test_the_scheduler_counts_optimizer_steps():
 
 @pytest.mark.parametrize('accumulate', [0, 1.5, True])
 def test_bad_accumulate(accumulate):
-    with pytest.raises(OptionError, match=re.escape(f'train.accumulate must be an int >= 1, got {accumulate!r}')):
+    with pytest.raises(OptionError, match=re.escape(f'train.accumulate: must be an int >= 1, got {accumulate!r}')):
         ContrastiveSRModel(enlcn_options(accumulate=accumulate))
 
 
 def test_pcl_refuses_accumulate(tmp_path):
-    with pytest.raises(OptionError, match='train.accumulate must be 1 for PCLModel, got 2'):
+    with pytest.raises(OptionError, match='train.accumulate: must be 1 for PCLModel, got 2'):
         PCLModel(pcl_options(tmp_path, accumulate=2))
 
 
@@ -304,5 +304,5 @@ def test_channels_last_gives_the_default_output():
 
 
 def test_bad_channels_last():
-    with pytest.raises(OptionError, match='train.channels_last must be true or false, got 1'):
+    with pytest.raises(OptionError, match='train.channels_last: must be true or false, got 1'):
         ContrastiveSRModel(enlcn_options(channels_last=1))

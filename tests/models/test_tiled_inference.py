@@ -94,23 +94,23 @@ def test_model_test_runs_tiled_and_matches_the_whole_image(tile):
 @pytest.mark.parametrize('tile, match', [
     ({
         'size': 0
-    }, r'val.tile.size must be an int >= 1'),
+    }, r'val.tile.size: must be an int >= 1'),
     ({
         'size': 64,
         'overlap': -1
-    }, r'val.tile.overlap must be an int >= 0'),
+    }, r'val.tile.overlap: must be an int >= 0'),
     ({
         'size': 64,
         'shave': 10
     }, r"val.tile: unknown key\(s\) \['shave'\] for mode 'tile'"),
     ({
         'mode': 'quadrants'
-    }, r"val.tile.mode must be one of \['chop', 'tile'\]"),
+    }, r"val.tile.mode: must be one of \['chop', 'tile'\]"),
     ({
         'mode': 'chop',
         'min_size': 0
-    }, r'val.tile.min_size must be an int >= 1'),
-    ([64, 16], r'val.tile must be a mapping'),
+    }, r'val.tile.min_size: must be an int >= 1'),
+    ([64, 16], r'val.tile: must be a mapping'),
 ])
 def test_bad_tile_options(tile, match):
     with pytest.raises(ValueError, match=match):

@@ -164,7 +164,8 @@ def _bad_input(case, tmp_path):
     ('unknown type', "network_g.type: unknown arch type 'NoSuchNet'"),
     ('no export support', "network_g.type: 'EDSR' has no export support; exportable: ENLCN, NLSN, CCLNN"),
     ('missing weights', "--weights: checkpoint '"),
-    ('not a checkpoint', "notes.pth' is not a PyTorch checkpoint"),
+    ('not a checkpoint', "notes.pth' cannot be read: not a PyTorch checkpoint (neither a zip archive nor a torch "
+     "pickle; it begins with b'not a checkp')"),
     ('weights that do not fit', "other.pth' does not fit network_g (ENLCN): size mismatch for conv_first.weight"),
     ('size', '--size: height and width must be >= 1, got 0 24'),
     ('dynamic NLSA', '--dynamic: NLSN cannot be exported with dynamic height and width: its NLSA blocks (body.0, '),

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 from os import path as osp
 
 import pytest
@@ -53,13 +54,26 @@ def test_a_failed_save_names_the_path_and_keeps_the_previous_file(tmp_path):
     assert os.listdir(tmp_path) == ['net_g_10.pth']
 
 
-def test_readable_checkpoint_tells_a_truncated_file(tmp_path):
+def test_readable_checkpoint_says_what_an_unreadable_file_is(tmp_path):
     path = str(tmp_path / '3.state')
     torch.save({'weights': torch.randn(1000)}, path)
     assert readable_checkpoint(path) is None
+    size = os.path.getsize(path)
     _truncate(path)
-    assert readable_checkpoint(path) is not None
+    assert readable_checkpoint(path) == (f'truncated, a zip archive cut short at {size // 2} bytes (its central '
+                                         'directory is missing: an interrupted write or copy)')
     assert readable_checkpoint(str(tmp_path / 'none.state')) == 'missing'
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    assert readable_checkpoint(str(tmp_path / 'empty.pth')) == 'empty (0 bytes)'
+    (tmp_path / 'notes.pth').write_text('lr: 2e-4\n')
+    assert readable_checkpoint(str(tmp_path / 'notes.pth')) == ('not a PyTorch checkpoint (neither a zip archive nor a '
+                                                                "torch pickle; it begins with b'lr: 2e-4\\n')")
+    with zipfile.ZipFile(tmp_path / 'other.zip', 'w') as archive:
+        archive.writestr('notes/readme.txt', 'not weights')
+    assert readable_checkpoint(str(tmp_path /
+                                   'other.zip')) == 'not a PyTorch checkpoint (a zip archive without data.pkl)'
+    torch.save({'params': {'weight': torch.ones(3)}}, tmp_path / 'legacy.pth', _use_new_zipfile_serialization=False)
+    assert readable_checkpoint(str(tmp_path / 'legacy.pth')) is None  # torch's format before 1.6: loaded whole
 
 
 def _run_folder(tmp_path, iterations, damaged=()):
@@ -131,5 +145,5 @@ def test_keep_states_keeps_the_newest_and_never_the_last_readable_one(tmp_path):
     deleted, warning = prune_training_states(str(folder), 2)  # 25 and 20 damaged: 15 is the last readable one
     assert deleted == [] and 'none of the 2 newest training states' in warning
     assert sorted(os.listdir(folder)) == ['15.state', '20.state', '25.state']
-    with pytest.raises(OptionError, match='logger.keep_states must be an int >= 1'):
+    with pytest.raises(OptionError, match='logger.keep_states: must be an int >= 1'):
         parse_keep_states(0)

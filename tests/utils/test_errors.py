@@ -21,7 +21,7 @@ def test_as_option_errors_turns_value_errors_into_option_errors_and_leaves_the_r
         with as_option_errors():
             raise ValueError('NLSA.chunk_size must be >= 1, got 0')
     assert type(caught.value.__cause__) is ValueError
-    original = OptionError('val.tile.size must be an int >= 1, got 0')
+    original = OptionError('val.tile.size: must be an int >= 1, got 0')
     with pytest.raises(OptionError) as caught:
         with as_option_errors():
             raise original
@@ -37,10 +37,10 @@ def test_as_option_errors_turns_value_errors_into_option_errors_and_leaves_the_r
     (lambda: CCAContrastiveLoss(n=0.6), r'CCAContrastiveLoss.n as a fraction must be in \(0, 0.5\)'),
     (lambda: PCLContrastiveLoss(tau=0), 'PCLContrastiveLoss.tau must be > 0'),
     (lambda: parse_contrastive_opt(dict(type='ENLCAContrastiveLoss', start_iter=-5)),
-     'train.contrastive_opt.start_iter must be an int >= 0, got -5'),
-    (lambda: parse_grad_clip(0), 'train.grad_clip must be a number > 0'),
-    (lambda: parse_pcl_opt({'sampling': 'both'}), 'train.pcl_opt.sampling must be one of'),
-    (lambda: paper_row_name(dict(val=dict(compare_to_paper='EDSR'))), 'val.compare_to_paper must be one of'),
+     'train.contrastive_opt.start_iter: must be an int >= 0, got -5'),
+    (lambda: parse_grad_clip(0), 'train.grad_clip: must be a number > 0'),
+    (lambda: parse_pcl_opt({'sampling': 'both'}), 'train.pcl_opt.sampling: must be one of'),
+    (lambda: paper_row_name(dict(val=dict(compare_to_paper='EDSR'))), 'val.compare_to_paper: must be one of'),
 ])
 def test_option_checks_of_every_layer_raise_option_error(check, match):
     with pytest.raises(OptionError, match=match):
