@@ -58,8 +58,10 @@ def _registries() -> Dict[str, Any]:
 
 
 def _check_registered(key: str, name: Any, kind: str) -> None:
+    """``name`` is one that BasicSR's ``Registry.get`` finds: registered as it is, or with BasicSR's suffix
+    ``_basicsr`` (BasicSR registers e.g. ``UNetDiscriminatorSN_basicsr`` and finds it as ``UNetDiscriminatorSN``)."""
     registry = _registries()[kind]
-    if isinstance(name, str) and name in registry:
+    if isinstance(name, str) and (name in registry or f'{name}_basicsr' in registry):
         return
     known = sorted(registry.keys())
     close = difflib.get_close_matches(str(name), known, n=3)

@@ -604,6 +604,16 @@ def test_each_base_of_the_sweep_passes(workdir, monkeypatch, base):
     check_options({**opt, 'is_train': base != 'test'})
 
 
+def test_a_name_basicsr_finds_by_its_suffix_passes(workdir, monkeypatch):
+    """BasicSR registers its U-Net discriminator as ``UNetDiscriminatorSN_basicsr`` and ``Registry.get`` finds it as
+    ``UNetDiscriminatorSN``: the check accepts what BasicSR builds."""
+    monkeypatch.chdir(workdir)
+    opt = changed(train_option(), {**BASES['ESRGAN'], 'network_d': {'type': 'UNetDiscriminatorSN', 'num_in_ch': 3}})
+    check_options({**opt, 'is_train': True})
+    with pytest.raises(OptionError, match="network_d.type: unknown arch type 'UNetDiscriminatorS'"):
+        check_options({**changed(opt, {'network_d.type': 'UNetDiscriminatorS'}), 'is_train': True})
+
+
 def test_the_module_entry_point_stops_the_same_way(workdir, tmp_path):
     """``python -m basicsr_nlattn.test`` (torchrun's entry point), a real process: one line, nothing touched."""
     option_file = write_option(changed(basicsr_test_option(), {'val.tile': {'mode': 'quad'}}), str(tmp_path))
