@@ -1,5 +1,6 @@
 """Tiny training runs for the long-run tests: option files that cross an epoch boundary in a few iterations, and
 the weights they end with."""
+import logging
 import os
 import re
 import subprocess
@@ -174,3 +175,27 @@ def signal_after_log_line(command: List[str],
 
 def train_command(option_file: str, *flags: str) -> List[str]:
     return basicsr_command() + ['train', '-opt', option_file, *flags]
+
+
+def train_in_process(option_file: str, *flags: str) -> int:
+    """``basicsr train`` through its entry point in this process (no interpreter start-up); its exit status.
+
+    BasicSR sets its logger up once per process (its first ``get_root_logger`` call opens the log file): the run
+    gets a logger of its own, with its log file in its experiment folder, and the logger is put back afterwards."""
+    from basicsr.utils.logger import initialized_logger
+
+    from basicsr_nlattn import cli
+    logger = logging.getLogger('basicsr')
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    initialized = initialized_logger.pop('basicsr', None)
+    logger.handlers = []
+    try:
+        return cli.main(['train', '-opt', option_file, *flags])
+    finally:
+        for handler in logger.handlers:
+            handler.close()
+        logger.handlers, logger.propagate = handlers, propagate
+        logger.setLevel(level)
+        initialized_logger.pop('basicsr', None)
+        if initialized is not None:
+            initialized_logger['basicsr'] = initialized
