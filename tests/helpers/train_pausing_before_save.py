@@ -8,6 +8,7 @@ test can send a signal while the run is known to be about to save.
 import os
 import sys
 import time
+from typing import Any
 
 import basicsr_nlattn  # noqa: F401  (compat must be applied before basicsr is imported)
 from basicsr_nlattn.cli import module_main
@@ -20,13 +21,13 @@ def main() -> int:
     marker = os.environ['PAUSE_MARKER']
     save = TrainingRun.save
 
-    def pause_then_save(run: TrainingRun, epoch: int, current_iter: int) -> None:
+    def pause_then_save(run: TrainingRun, epoch: int, current_iter: int, *args: Any, **kwargs: Any) -> None:
         with open(marker, 'w', encoding='utf-8') as file:
             file.write(str(current_iter))
         deadline = time.monotonic() + PAUSE_SECONDS
         while time.monotonic() < deadline:
             time.sleep(0.05)
-        save(run, epoch, current_iter)
+        save(run, epoch, current_iter, *args, **kwargs)
 
     TrainingRun.save = pause_then_save
     return module_main('train')

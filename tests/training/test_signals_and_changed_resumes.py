@@ -3,11 +3,10 @@ real ``basicsr train`` and ``torchrun`` (a tiny NLSN, demo data, ``train.accumul
 
 One experiment goes through three runs, each backing its claims: Ctrl-C stops the first at an iteration; the
 second resumes it with another batch and is stopped by SIGUSR1 (SLURM's ``--signal=USR1@...``); two gloo processes
-resume that one-process state and finish, counting DDP's gradient all-reduces. A fourth run shows that a second
+resume that one-process state and finish, recording their gradients. A fourth run shows that a second
 Ctrl-C interrupts at once. The 11 demo images make 5 iterations an epoch in batches of 2, 2 in batches of 5 (the
 last, partial batch is dropped), and 1 per process in batches of 5 on two processes.
 """
-import json
 import os
 import signal
 import subprocess
@@ -25,7 +24,7 @@ from helpers.runs import REPO_ROOT, check_ok, subprocess_env, torchrun_script_co
 
 PREEMPTED = 75
 ACCUMULATE = 2
-COUNTING_HELPER = osp.join(REPO_ROOT, 'tests', 'helpers', 'train_counting_allreduce.py')
+GRADIENTS_HELPER = osp.join(REPO_ROOT, 'tests', 'helpers', 'train_recording_gradients.py')
 PAUSING_HELPER = osp.join(REPO_ROOT, 'tests', 'helpers', 'train_pausing_before_save.py')
 NO_POSITION = ('Resume: the training state has no data position for this data, world size and batch (a state of '
                'BasicSR, or another setting): the epoch starts from its first sample, as in BasicSR')
@@ -124,13 +123,14 @@ def test_two_processes_resume_a_one_process_state_and_all_reduce_on_the_last_mic
         experiment, resumed_in_batches_of_5_and_stopped_by_sigusr1, tmp_path):
     """Two gloo processes under torchrun resume the one-process state: the warning, each process's epoch starts
     from its first sample (1 iteration an epoch: a skip of the samples used would leave none and move the epoch
-    on), and with ``accumulate: 2`` DDP's communication hook runs on the even iterations only (without
-    ``no_sync`` it would run on every iteration)."""
+    on), and with ``accumulate: 2`` DDP all-reduces on the last micro-batch of a step only: after the even
+    iterations both ranks hold the same gradients, after the odd ones each its own (without ``no_sync`` they would
+    be the same after every iteration)."""
     stop = resumed_in_batches_of_5_and_stopped_by_sigusr1.iteration
     total = stop + 4
     env = subprocess_env()
     env['RECORD_DIR'] = str(tmp_path)
-    command = torchrun_script_command(2, COUNTING_HELPER, [
+    command = torchrun_script_command(2, GRADIENTS_HELPER, [
         '-opt', experiment.option_file, '--launcher', 'pytorch', '--auto_resume', '--force_yml',
         'datasets:train:batch_size_per_gpu=5', f'train:total_iter={total}'
     ])
@@ -143,11 +143,10 @@ def test_two_processes_resume_a_one_process_state_and_all_reduce_on_the_last_mic
     epochs = logged_epochs(log)
     assert [epochs[stop + step] for step in (1, 2)] == [epoch, epoch + 1], epochs
     assert iter_line(total) in log
-    for rank in (0, 1):
-        with open(tmp_path / f'allreduce_rank{rank}.json', encoding='utf-8') as file:
-            calls = {int(iteration): count for iteration, count in json.load(file).items()}
-        assert sorted(calls) == list(range(stop + 1, total + 1))
-        assert [iteration for iteration, count in calls.items() if count] == [stop + 2, stop + 4], calls
+    ranks = [torch.load(tmp_path / f'gradients_rank{rank}.pth', weights_only=True) for rank in (0, 1)]
+    assert sorted(ranks[0]) == sorted(ranks[1]) == list(range(stop + 1, total + 1))
+    all_reduced = [iteration for iteration in ranks[0] if torch.equal(ranks[0][iteration], ranks[1][iteration])]
+    assert all_reduced == [stop + 2, stop + 4]
 
 
 def test_a_second_sigint_interrupts_at_once_and_writes_no_state(demo_data_root, tmp_path):
