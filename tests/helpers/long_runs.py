@@ -1,10 +1,12 @@
 """Tiny training runs for the long-run tests: option files that cross an epoch boundary in a few iterations, and
 the weights they end with."""
+import logging
 import os
+import re
 import subprocess
 import time
 from os import path as osp
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from helpers.options import tiny_demo_option, write_option
@@ -124,6 +126,67 @@ def max_difference(first: Dict[str, torch.Tensor], second: Dict[str, torch.Tenso
     return max((first[name].double() - second[name].double()).abs().max().item() for name in first)
 
 
+def iter_line(iteration: int) -> str:
+    """How BasicSR's MessageLogger writes an iteration (``iter:{:8,d}``)."""
+    return f'iter:{iteration:8,d}, '
+
+
+def logged_epochs(log_text: str) -> Dict[int, int]:
+    """{iteration: epoch} of the iteration lines of BasicSR's MessageLogger (``[epoch:  0, iter:       3, ...``)."""
+    return {
+        int(iteration.replace(',', '')): int(epoch)
+        for epoch, iteration in re.findall(r'\[epoch:\s*(\d+), iter:\s*([\d,]+), ', log_text)
+    }
+
+
+def stop_iteration(stderr: str, signal_name: str) -> int:
+    """The iteration a stopped run names in its last line, checked to be the only line of ``basicsr train``."""
+    lines = [line for line in stderr.splitlines() if line.startswith('basicsr train')]
+    assert len(lines) == 1 and 'Traceback' not in stderr, stderr[-3000:]
+    found = re.fullmatch(
+        rf'basicsr train: stopped by {signal_name} at iter (\d+): training state and models saved; continue with '
+        r'--auto_resume', lines[0])
+    assert found, lines[0]
+    return int(found.group(1))
+
+
+def log_contains(experiments_root: str, text: str) -> bool:
+    """Whether any log file of the experiment folder holds ``text`` (False while the folder does not exist)."""
+    if not osp.isdir(experiments_root):
+        return False
+    for name in os.listdir(experiments_root):
+        if name.endswith('.log'):
+            with open(osp.join(experiments_root, name), encoding='utf-8') as file:
+                if text in file.read():
+                    return True
+    return False
+
+
+def wait_while_running(process: subprocess.Popen, condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``condition`` until it holds (True), or until ``process`` ends or ``timeout`` passes (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def start_run(command: List[str], cwd: str, env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        command, cwd=cwd, env=env or subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_run(process: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Wait for ``process`` (killed if it outlives ``timeout``) and return what it printed."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 def signal_after_log_line(command: List[str],
                           cwd: str,
                           log_text: str,
@@ -132,27 +195,39 @@ def signal_after_log_line(command: List[str],
                           timeout: float = 300,
                           env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
     """Start ``command``, send ``signum`` to it once ``log_text`` is in the experiment's log, wait for the end."""
-    process = subprocess.Popen(
-        command, cwd=cwd, env=env or subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + timeout
+    process = start_run(command, cwd, env)
     try:
-        while time.time() < deadline and process.poll() is None:
-            logs = [name for name in os.listdir(experiments_root)
-                    if name.endswith('.log')] if osp.isdir(experiments_root) else []
-            texts = []
-            for name in logs:
-                with open(osp.join(experiments_root, name), encoding='utf-8') as file:
-                    texts.append(file.read())
-            if any(log_text in text for text in texts):
-                process.send_signal(signum)
-                break
-            time.sleep(0.05)
-        stdout, stderr = process.communicate(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+        if wait_while_running(process, lambda: log_contains(experiments_root, log_text), timeout):
+            process.send_signal(signum)
+    except BaseException:
+        process.kill()
+        raise
+    return finish_run(process, timeout)
 
 
 def train_command(option_file: str, *flags: str) -> List[str]:
     return basicsr_command() + ['train', '-opt', option_file, *flags]
+
+
+def train_in_process(option_file: str, *flags: str) -> int:
+    """``basicsr train`` through its entry point in this process (no interpreter start-up); its exit status.
+
+    BasicSR sets its logger up once per process (its first ``get_root_logger`` call opens the log file): the run
+    gets a logger of its own, with its log file in its experiment folder, and the logger is put back afterwards."""
+    from basicsr.utils.logger import initialized_logger
+
+    from basicsr_nlattn import cli
+    logger = logging.getLogger('basicsr')
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    initialized = initialized_logger.pop('basicsr', None)
+    logger.handlers = []
+    try:
+        return cli.main(['train', '-opt', option_file, *flags])
+    finally:
+        for handler in logger.handlers:
+            handler.close()
+        logger.handlers, logger.propagate = handlers, propagate
+        logger.setLevel(level)
+        initialized_logger.pop('basicsr', None)
+        if initialized is not None:
+            initialized_logger['basicsr'] = initialized

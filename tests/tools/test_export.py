@@ -194,6 +194,50 @@ def test_a_failed_check_leaves_the_output_untouched(tmp_path, capsys, monkeypatc
     assert output.read_bytes() == b'the previous model' and not (tmp_path / 'model.onnx.partial').exists()
 
 
+def _reverse_the_nodes(path) -> None:
+    """Put the graph's nodes in reverse order: onnx.checker requires a topological order, onnxruntime (which sorts
+    the graph itself) still runs the model and gives the network's output."""
+    model = onnx.load(str(path))
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(reversed(nodes))
+    onnx.save(model, str(path))
+
+
+def test_a_model_that_onnx_checker_rejects_is_not_written(tmp_path, capsys, monkeypatch):
+    """The traced model, its nodes reversed before the checks: ``basicsr export`` prints one line with
+    onnx.checker's own message and leaves the output as it was. onnxruntime runs this model within the tolerance
+    (checked below), so without onnx.checker the export would write it."""
+    option, _ = write_network(tmp_path, TINY_ENLCN, with_weights=False)
+    output = tmp_path / 'model.onnx'
+    output.write_bytes(b'the previous model')
+    trace_to_onnx = export.trace_to_onnx
+
+    def trace_then_reverse(net, example, path, dynamic):
+        trace_to_onnx(net, example, path, dynamic)
+        _reverse_the_nodes(path)
+
+    monkeypatch.setattr(export, 'trace_to_onnx', trace_then_reverse)
+    assert cli.main(['export', '-opt', option, '--output', str(output), '--size', '24', '24']) == 2
+    printed = capsys.readouterr()
+    assert printed.out == '' and len(printed.err.splitlines()) == 1, printed.err
+    assert printed.err.startswith('basicsr export: error: ENLCN: the exported graph is not a valid ONNX model: '
+                                  'Nodes in a graph must be topologically sorted'), printed.err
+    assert output.read_bytes() == b'the previous model'
+    assert sorted(path.name for path in tmp_path.iterdir() if 'onnx' in path.name) == ['model.onnx']
+
+    reversed_model = tmp_path / 'reversed.onnx'  # the same model, outside the command
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the random weights of the export
+        net = build_network(copy.deepcopy(TINY_ENLCN)).eval()
+    lq = photo_batch(['astronaut'], 24, 24)
+    trace_then_reverse(net, lq, str(reversed_model), False)
+    with pytest.raises(onnx.checker.ValidationError, match='topologically sorted'):
+        onnx.checker.check_model(str(reversed_model), full_check=True)
+    with torch.no_grad():
+        torch.testing.assert_close(run_onnx(reversed_model, lq), net(lq), rtol=0, atol=export.TOLERANCE)
+
+
 def test_missing_onnxruntime_names_the_extra(tmp_path, capsys, monkeypatch):
     option, _ = write_network(tmp_path, TINY_ENLCN, with_weights=False)
     monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # import onnxruntime raises ImportError

@@ -13,8 +13,8 @@ from typing import Dict, List
 
 import torch
 from helpers.logs import experiment_log
-from helpers.long_runs import (final_weights, long_run_option, max_difference, signal_after_log_line, train_command,
-                               write_long_run)
+from helpers.long_runs import (final_weights, iter_line, long_run_option, max_difference, signal_after_log_line,
+                               stop_iteration, train_command, write_long_run)
 from helpers.runs import REPO_ROOT, check_ok, dist_train_env, subprocess_env, torchrun_script_command
 
 PREEMPTED, FAULT, NONFINITE = 75, 2, 3
@@ -25,11 +25,6 @@ NAN_HELPER = osp.join(REPO_ROOT, 'tests', 'helpers', 'train_with_nan.py')
 def _run(command: List[str], cwd: str, env: Dict[str, str] = None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         command, cwd=cwd, env=env or subprocess_env(), capture_output=True, text=True, timeout=600, **kwargs)
-
-
-def _iter_line(iteration: int) -> str:
-    """How BasicSR's MessageLogger writes an iteration (``iter:{:8,d}``)."""
-    return f'iter:{iteration:8,d}, '
 
 
 def _files(folder: str) -> Dict[str, bytes]:
@@ -43,17 +38,6 @@ def _files(folder: str) -> Dict[str, bytes]:
     return files
 
 
-def _stop_iteration(stderr: str, signal_name: str) -> int:
-    """The iteration a stopped run names in its last line, checked to be the only line of ``basicsr train``."""
-    lines = [line for line in stderr.splitlines() if line.startswith('basicsr train')]
-    assert len(lines) == 1 and 'Traceback' not in stderr, stderr[-3000:]
-    found = re.fullmatch(
-        rf'basicsr train: stopped by {signal_name} at iter (\d+): training state and models saved; continue with '
-        r'--auto_resume', lines[0])
-    assert found, lines[0]
-    return int(found.group(1))
-
-
 def test_sigterm_saves_that_iteration_and_the_resumed_run_ends_as_the_uninterrupted_one(demo_data_root, tmp_path):
     """One process with a data-loader worker: SIGTERM mid-run -> exit 75 with a state and models at the iteration it
     stopped (the only state left with ``logger.keep_states: 1``); --auto_resume continues there and ends with the
@@ -63,9 +47,9 @@ def test_sigterm_saves_that_iteration_and_the_resumed_run_ends_as_the_uninterrup
     opt['val']['val_freq'] = 10**6
     opt['logger']['keep_states'] = 1
     option_file = write_long_run(opt, str(tmp_path), 'stopped.yml')
-    result = signal_after_log_line(train_command(option_file), str(tmp_path), _iter_line(4), root, signal.SIGTERM)
+    result = signal_after_log_line(train_command(option_file), str(tmp_path), iter_line(4), root, signal.SIGTERM)
     assert result.returncode == PREEMPTED, result.stderr[-3000:]
-    stop = _stop_iteration(result.stderr, 'SIGTERM')
+    stop = stop_iteration(result.stderr, 'SIGTERM')
     assert 4 <= stop < 5000
     assert os.listdir(osp.join(root, 'training_states')) == [f'{stop}.state']
     state = torch.load(osp.join(root, 'training_states', f'{stop}.state'), weights_only=False)
@@ -150,7 +134,7 @@ def test_sigterm_to_torchrun_stops_both_ranks_at_one_iteration_and_auto_resume_c
     option_file = write_long_run(opt, str(tmp_path), 'dist_stop.yml')
     result = signal_after_log_line([DIST_TRAIN, '2', option_file],
                                    str(tmp_path),
-                                   _iter_line(3),
+                                   iter_line(3),
                                    root,
                                    signal.SIGTERM,
                                    env=dist_train_env())
@@ -159,7 +143,7 @@ def test_sigterm_to_torchrun_stops_both_ranks_at_one_iteration_and_auto_resume_c
     assert 'SignalException' in result.stderr.split('Traceback')[1]
     lines = [line for line in result.stderr.splitlines() if line.startswith('basicsr train')]
     assert len(lines) == 2 and lines[0] == lines[1], result.stderr[-4000:]  # each rank, the same iteration
-    stop = _stop_iteration(lines[0] + '\n', 'SIGTERM')
+    stop = stop_iteration(lines[0] + '\n', 'SIGTERM')
     assert os.listdir(osp.join(root, 'training_states')) == [f'{stop}.state']
     state = torch.load(osp.join(root, 'training_states', f'{stop}.state'), weights_only=False)
     assert state['iter'] == stop and len(state['rng_states']) == 2
@@ -169,7 +153,7 @@ def test_sigterm_to_torchrun_stops_both_ranks_at_one_iteration_and_auto_resume_c
                    str(tmp_path), env)
     check_ok(resumed, 'dist_train.sh --auto_resume')
     log = experiment_log(root)
-    assert f'iter: {stop}.' in log and _iter_line(stop + 2) in log
+    assert f'iter: {stop}.' in log and iter_line(stop + 2) in log
     assert 'Resume: the training state has no' not in log
 
 
