@@ -36,8 +36,8 @@ from basicsr_nlattn.data import (BAD_SAMPLE_KEY, DataFault, ResumableSampler, Re
 from basicsr_nlattn.models.nonfinite import NonFiniteStop
 from basicsr_nlattn.training.preemption import (StoppableLoader, ValidationStopped, agreed_signal,
                                                 stop_if_requested_while_starting, stopped_after_the_end)
-from basicsr_nlattn.training.resume import (choose_resume_state, load_training_state, parse_keep_states,
-                                            prune_training_states)
+from basicsr_nlattn.training.resume import choose_resume_state, load_training_state, prune_training_states
+from basicsr_nlattn.training.run_options import RunOptions, parse_run_options
 from basicsr_nlattn.utils.atomic_write import remove_temporaries
 from basicsr_nlattn.utils.checkpoint_files import CheckpointWriteError
 from basicsr_nlattn.utils.distributed import gather_on_all_ranks
@@ -52,7 +52,7 @@ NONFINITE_EXIT_CODE = 3
 class TrainData:
     """The training loader, its sampler and set, and the numbers of the run's length."""
 
-    def __init__(self, opt: Dict[str, Any], logger: logging.Logger) -> None:
+    def __init__(self, opt: Dict[str, Any], options: RunOptions, logger: logging.Logger) -> None:
         dataset_opt = opt['datasets']['train']
         skip_bad, self.max_bad_fraction = parse_skip_bad('train', dataset_opt)
         ratio = dataset_opt.get('dataset_enlarge_ratio', 1)
@@ -69,7 +69,7 @@ class TrainData:
             seed=opt['manual_seed'])
         self.batch_size = dataset_opt['batch_size_per_gpu']
         iters_per_epoch = math.ceil(len(self.samples) * ratio / (self.batch_size * opt['world_size']))
-        self.total_iters = int(opt['train']['total_iter'])
+        self.total_iters = options.total_iter
         self.total_epochs = math.ceil(self.total_iters / iters_per_epoch)
         self.position_key = {
             'world_size': opt['world_size'],
@@ -160,11 +160,11 @@ def _at_step_boundary(model: Any, current_iter: int) -> bool:
 class TrainingRun:
     """One run of the loop: the model, its data, the saving and the stopping (``stop``: the run's stop request)."""
 
-    def __init__(self, opt: Dict[str, Any], model: Any, data: TrainData, val_loaders: List[Any], logger: logging.Logger,
-                 tb_logger: Any, stop: StopRequest) -> None:
-        self.opt, self.model, self.data, self.val_loaders = opt, model, data, val_loaders
+    def __init__(self, opt: Dict[str, Any], options: RunOptions, model: Any, data: TrainData, val_loaders: List[Any],
+                 logger: logging.Logger, tb_logger: Any, stop: StopRequest) -> None:
+        self.opt, self.options, self.model, self.data, self.val_loaders = opt, options, model, data, val_loaders
         self.logger, self.tb_logger, self.stop = logger, tb_logger, stop
-        self.keep_states = parse_keep_states(opt['logger'].get('keep_states'))
+        self.keep_states = options.keep_states
         self.device = getattr(model, 'device', torch.device('cpu'))
         self.first_save_logged = False
         self.pending_rng: Optional[Dict[str, Any]] = None
@@ -293,9 +293,9 @@ class TrainingRun:
     def _iterate(self, prefetcher: Any, msg_logger: MessageLogger, start_epoch: int, current_iter: int) -> int:
         """BasicSR's epochs and iterations with the saves, the agreed stop and validation; returns the iteration
         counter as BasicSR's loop leaves it (one past ``total_iter``)."""
-        opt, model, logger = self.opt, self.model, self.logger
+        model, logger = self.model, self.logger
         data_timer, iter_timer = AvgTimer(), AvgTimer()
-        save_freq, print_freq = opt['logger']['save_checkpoint_freq'], opt['logger']['print_freq']
+        save_freq, print_freq = self.options.save_checkpoint_freq, self.options.print_freq
         with _workers_shut_down_at_the_end(prefetcher):
             for epoch in range(start_epoch, self.data.total_epochs + 1):
                 self.data.sampler.set_epoch(epoch)
@@ -312,7 +312,7 @@ class TrainingRun:
                         break
                     self.epoch_samples += self.data.batch_size
                     self.data.note_bad_samples(train_data, logger)
-                    model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+                    model.update_learning_rate(current_iter, warmup_iter=self.options.warmup_iter)
                     model.feed_data(train_data)
                     try:
                         model.optimize_parameters(current_iter)
@@ -341,7 +341,7 @@ class TrainingRun:
                     if current_iter == self.data.total_iters and self.last_saved != current_iter:
                         # what a stop after the last iteration saves (a collective: every rank is here)
                         self.end_state = (epoch, self.state_extras(epoch))
-                    if opt.get('val') is not None and current_iter % opt['val']['val_freq'] == 0:
+                    if self.options.val_freq is not None and current_iter % self.options.val_freq == 0:
                         self.validate(current_iter)
                     data_timer.start()
                     iter_timer.start()
@@ -382,13 +382,14 @@ def _log_removed(removed: List[str], experiments_root: str, logger: logging.Logg
 def run_training(opt: Dict[str, Any], option_file: str, stop: StopRequest) -> None:
     """Train with parsed options (BasicSR's ``parse_options`` result, ``root_path`` set); ``stop``, installed by the
     caller, records the stop signals, which are checked between the phases of the start-up (:mod:`.preemption`)."""
+    options = parse_run_options(opt)  # checked by the pre-flight pass: the one reading of the loop's keys
     stop_if_requested_while_starting(stop)
     resume_state, resume_warnings = _resume_state(opt)
     stop_if_requested_while_starting(stop)
     removed = _remove_interrupted_saves(opt)
     if resume_state is None:
         make_exp_dirs(opt)
-        if opt['logger'].get('use_tb_logger') and 'debug' not in opt['name'] and opt['rank'] == 0:
+        if options.use_tb_logger and 'debug' not in opt['name'] and opt['rank'] == 0:
             mkdir_and_rename(osp.join(opt['root_path'], 'tb_logger', opt['name']))
     copy_opt_file(option_file, opt['path']['experiments_root'])
     log_file = osp.join(opt['path']['log'], f"train_{opt['name']}_{get_time_str()}.log")
@@ -401,13 +402,13 @@ def run_training(opt: Dict[str, Any], option_file: str, stop: StopRequest) -> No
     tb_logger = _init_tb_logger(opt)
     try:
         stop_if_requested_while_starting(stop, logger)
-        data = TrainData(opt, logger)
+        data = TrainData(opt, options, logger)
         stop_if_requested_while_starting(stop, logger)
         val_loaders = build_validation_loaders(opt, logger)
         stop_if_requested_while_starting(stop, logger)
         model = build_model(opt)
         stop_if_requested_while_starting(stop, logger)
-        run = TrainingRun(opt, model, data, val_loaders, logger, tb_logger, stop)
+        run = TrainingRun(opt, options, model, data, val_loaders, logger, tb_logger, stop)
         start_epoch, current_iter = run.resume(resume_state) if resume_state else (0, 0)
         stop_if_requested_while_starting(stop, logger)
         run.train(start_epoch, current_iter)

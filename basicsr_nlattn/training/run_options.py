@@ -68,7 +68,8 @@ def _wandb_project(opt: Mapping[str, Any], logger_opt: Mapping[str, Any], use_tb
 
 
 def parse_run_options(opt: Mapping[str, Any]) -> RunOptions:
-    """The options the training loop reads, checked: the one reading, by the pre-flight check of ``basicsr train``.
+    """The options the training loop reads, checked: read by the loop (``run_training``) and by the pre-flight check
+    of ``basicsr train``.
 
     Raises:
         OptionError: the first key that cannot work, named in full.
