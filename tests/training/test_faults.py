@@ -12,6 +12,7 @@ from os import path as osp
 from typing import Dict, List
 
 import torch
+from helpers.files import file_bytes
 from helpers.logs import experiment_log
 from helpers.long_runs import (final_weights, iter_line, long_run_option, max_difference, signal_after_log_line,
                                stop_iteration, train_command, write_long_run)
@@ -25,17 +26,6 @@ NAN_HELPER = osp.join(REPO_ROOT, 'tests', 'helpers', 'train_with_nan.py')
 def _run(command: List[str], cwd: str, env: Dict[str, str] = None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         command, cwd=cwd, env=env or subprocess_env(), capture_output=True, text=True, timeout=600, **kwargs)
-
-
-def _files(folder: str) -> Dict[str, bytes]:
-    """Every file under ``folder`` with its bytes."""
-    files = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = osp.join(root, name)
-            with open(path, 'rb') as file:
-                files[osp.relpath(path, folder)] = file.read()
-    return files
 
 
 def test_sigterm_saves_that_iteration_and_the_resumed_run_ends_as_the_uninterrupted_one(demo_data_root, tmp_path):
@@ -93,11 +83,11 @@ def test_damaged_states_and_a_full_disk_lose_nothing(demo_data_root, tmp_path):
     damaged = str(tmp_path / '6_copy.state')
     with open(osp.join(states, '6.state'), 'rb') as source, open(damaged, 'wb') as copy:
         copy.write(source.read()[:1000])
-    before = _files(root)
+    before = file_bytes(root)
     explicit = _run(train_command(option_file, '--force_yml', f'path:resume_state={damaged}'), str(tmp_path))
     assert explicit.returncode == FAULT and explicit.stderr.count('\n') == 1, explicit.stderr
     assert explicit.stderr.startswith(f"basicsr train: error: path.resume_state: '{damaged}' cannot be read")
-    assert _files(root) == before
+    assert file_bytes(root) == before
 
     saved = {name: data for name, data in before.items() if name.endswith(('.state', '.pth'))}
     assert 'training_states/6.state' in saved and 'models/net_g_6.pth' in saved
@@ -116,7 +106,7 @@ def test_damaged_states_and_a_full_disk_lose_nothing(demo_data_root, tmp_path):
     assert re.fullmatch(
         rf"basicsr train: cannot write '{re.escape(osp.join(root, 'models', 'net_g_8.pth'))}': .*; "
         'the previous checkpoints are intact', line), line
-    after = _files(root)
+    after = file_bytes(root)
     assert {name: after[name] for name in saved} == saved
     assert not [name for name in after if name not in before and not name.endswith(('.log', '.yml'))], sorted(after)
 

@@ -5,22 +5,13 @@ import os
 import re
 import shutil
 from os import path as osp
-from typing import Dict
 
 import torch
+from helpers.files import file_bytes
 from helpers.logs import experiment_log
 from helpers.long_runs import long_run_option, train_in_process, write_long_run
 
 FAULT = 2
-
-
-def _files(folder: str) -> Dict[str, bytes]:
-    files = {}
-    for parent, _, names in os.walk(folder):
-        for name in names:
-            with open(osp.join(parent, name), 'rb') as file:
-                files[osp.relpath(osp.join(parent, name), folder)] = file.read()
-    return files
 
 
 def test_more_unreadable_samples_than_skip_bad_max_fraction_stop_the_run(demo_data_root, tmp_path, capsys):
@@ -33,7 +24,7 @@ def test_more_unreadable_samples_than_skip_bad_max_fraction_stop_the_run(demo_da
     for name in ('HR.lmdb', 'LR_bicubic_X4.lmdb'):
         with open(osp.join(train, name, 'meta_info.txt'), 'a', encoding='utf-8') as file:
             file.writelines(f'{key}.png (480,480,3) 1\n' for key in ('gnu', 'yak', 'zebra'))
-    data = _files(train)
+    data = file_bytes(train)
     root = str(tmp_path / 'too_many_bad')
     opt = long_run_option('NLSN', 'too_many_bad', root, str(tmp_path), total_iter=24, save_freq=1)
     opt['val']['val_freq'] = 10**6
@@ -57,4 +48,4 @@ def test_more_unreadable_samples_than_skip_bad_max_fraction_stop_the_run(demo_da
             iteration
         torch.load(osp.join(root, 'models', f'net_g_{iteration}.pth'), weights_only=True)
     assert sorted(os.listdir(osp.join(root, 'models'))) == sorted(f'net_g_{i}.pth' for i in range(1, saved + 1))
-    assert _files(train) == data
+    assert file_bytes(train) == data

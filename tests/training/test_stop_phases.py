@@ -8,9 +8,9 @@ import signal
 import subprocess
 import sys
 from os import path as osp
-from typing import Dict
 
 import torch
+from helpers.files import file_bytes
 from helpers.logs import experiment_log, validation_psnrs
 from helpers.long_runs import long_run_option, train_command, write_long_run
 from helpers.runs import REPO_ROOT, check_ok, subprocess_env, torchrun_script_command
@@ -40,15 +40,6 @@ def _only_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def _files(folder: str) -> Dict[str, bytes]:
-    files = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            with open(osp.join(root, name), 'rb') as file:
-                files[osp.relpath(osp.join(root, name), folder)] = file.read()
-    return files
-
-
 def test_stops_at_start_up_during_a_resume_and_in_the_final_validation_lose_nothing(demo_data_root, tmp_path):
     """One experiment (5 iterations, a state every 2) through a SIGKILL inside a save, a SIGTERM while the resume
     state loads, a SIGTERM in the final validation and a last resume that ends with 0; a run's start removes the
@@ -69,7 +60,7 @@ def test_stops_at_start_up_during_a_resume_and_in_the_final_validation_lose_noth
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     archived = [name for name in os.listdir(tmp_path) if name.startswith('phases_archived_')]
     assert len(archived) == 1
-    assert sorted(_files(str(tmp_path / archived[0]))) == sorted(user_files)
+    assert sorted(file_bytes(str(tmp_path / archived[0]))) == sorted(user_files)
     assert 'removed 1 temporary file left by an interrupted save: models/.net_g_1.pth.k3x_9q0z.tmp' in experiment_log(
         root)
     states = osp.join(root, 'training_states')
@@ -81,10 +72,10 @@ def test_stops_at_start_up_during_a_resume_and_in_the_final_validation_lose_noth
             file.write(b'y' * 100)
 
     # SIGTERM while --auto_resume loads 2.state: exit 75, one line, the folder byte for byte as it was
-    before = _files(root)
+    before = file_bytes(root)
     loading = _train(option_file, str(tmp_path), '--auto_resume', signal_at='load_training_state')
     assert loading.returncode == PREEMPTED and _only_line(loading) == STARTING_LINE
-    assert _files(root) == before
+    assert file_bytes(root) == before
 
     # SIGTERM in the final validation: the state of iteration 5 is written, exit 75; the leftover is removed
     validating = _train(option_file, str(tmp_path), '--auto_resume', signal_at='validation')
