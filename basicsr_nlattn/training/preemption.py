@@ -25,9 +25,13 @@ from basicsr_nlattn.utils.stop_signals import PREEMPTED_EXIT_CODE, StopRequest
 
 def agreed_signal(stop: StopRequest, device: torch.device) -> Optional[str]:
     """The stop signal the ranks agree on (the highest-numbered one any rank received, so that every rank names the
-    same signal whenever each received it), or None; one all-reduce in a distributed run."""
+    same signal whenever each received it), or None; one all-reduce in a distributed run. A rank that received
+    none adopts the agreed one (:meth:`StopRequest.adopt`)."""
     agreed = max_over_ranks([stop.signal_number], device)[0]
-    return signal.Signals(agreed).name if agreed else None
+    if not agreed:
+        return None
+    stop.adopt(signal.Signals(agreed).name)
+    return signal.Signals(agreed).name
 
 
 def stop_if_requested_while_starting(stop: StopRequest, logger: Optional[logging.Logger] = None) -> None:

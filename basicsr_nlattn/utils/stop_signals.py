@@ -19,15 +19,17 @@ class StopRequest:
     """Records the first stop signal while installed (a context manager restoring the previous handlers).
 
     Args:
-        ignore_after_a_stop (bool): when the block ends with a signal recorded, SIGTERM and SIGUSR1 are then ignored
-            instead of restored, until the process exits. The run has saved and chosen its exit status (75); a
-            follow-up signal (torchrun terminates the other ranks once one has exited, a scheduler repeats its
-            SIGTERM) must not turn it into death by signal while the line is printed. SIGINT is restored: Ctrl-C
-            still interrupts. Default: False (the previous handlers come back).
+        ignore_after_a_stop (bool): when the block ends with a signal recorded (or a stop adopted from another
+            rank, :meth:`adopt`), SIGTERM and SIGUSR1 are then ignored instead of restored, until the process exits.
+            The run has saved and chosen its exit status (75); a follow-up signal (torchrun terminates the other
+            ranks once one has exited, a scheduler repeats its SIGTERM) must not turn it into death by signal while
+            the line is printed. SIGINT is restored: Ctrl-C still interrupts. Default: False (the previous handlers
+            come back).
     """
 
     def __init__(self, ignore_after_a_stop: bool = False) -> None:
         self.signal_name: Optional[str] = None
+        self.adopted: Optional[str] = None  # a stop agreed with ranks that received a signal this one did not
         self.ignore_after_a_stop = ignore_after_a_stop
         self._previous: Dict[int, Any] = {}
 
@@ -39,6 +41,12 @@ class StopRequest:
     def signal_number(self) -> int:
         """The recorded signal's number, 0 when none."""
         return int(signal.Signals[self.signal_name]) if self.signal_name else 0
+
+    def adopt(self, signal_name: str) -> None:
+        """Stop because the ranks agreed on ``signal_name``, which another rank received. It counts as a stop for
+        ``ignore_after_a_stop``; this rank's own first SIGINT (torchrun forwards one to every rank) is still a first
+        one, recorded, not the second Ctrl-C that interrupts."""
+        self.adopted = signal_name
 
     def _handle(self, signum: int, frame: Optional[types.FrameType]) -> None:
         name = signal.Signals(signum).name
@@ -54,7 +62,8 @@ class StopRequest:
 
     def __exit__(self, *exc_info: Any) -> None:
         for signum, handler in self._previous.items():
-            ignored = self.ignore_after_a_stop and self.requested and signum != signal.SIGINT
+            stopping = self.requested or self.adopted is not None
+            ignored = self.ignore_after_a_stop and stopping and signum != signal.SIGINT
             signal.signal(signum, signal.SIG_IGN if ignored else handler)
         self._previous.clear()
 
